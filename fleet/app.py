@@ -1,0 +1,65 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.middleware.sessions import SessionMiddleware
+
+from fleet import __version__
+from fleet.api import errors
+from fleet.context import Context
+from fleet.ops.metrics import ApiMetrics
+from fleet.settings import Settings
+from fleet.web.templating import mount_assets
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the API + web UI for these settings; nothing is connected until first use."""
+    ctx = Context(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        ctx.close()
+
+    app = FastAPI(
+        title="Estate",
+        version=__version__,
+        description="Device fleet and facilities platform for a prison estate.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+    )
+    app.state.ctx = ctx
+    app.state.registry = CollectorRegistry()
+    api_metrics = ApiMetrics(app.state.registry)
+    app.middleware("http")(api_metrics.middleware)
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="estate_session",
+        max_age=settings.session_max_age_s,
+        same_site="lax",
+        https_only=settings.profile == "production",
+    )
+    errors.install(app)
+    _include_routers(app)
+    mount_assets(app, settings)
+    return app
+
+
+def _include_routers(app: FastAPI) -> None:
+    from fleet.auth.pages import router as auth_pages
+    from fleet.auth.routes import router as auth_api
+    from fleet.enrolment.routes import router as enrolment_api
+    from fleet.devices.routes import router as devices_api
+    from fleet.estate.routes import router as estate_api
+    from fleet.ops.routes import router as ops
+
+    app.include_router(ops)
+    for router in (auth_api, estate_api, devices_api, enrolment_api):
+        app.include_router(router, prefix="/api/v1")
+    app.include_router(auth_pages)

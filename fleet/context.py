@@ -1,0 +1,40 @@
+"""Process context: settings plus the engine and session factory built from them."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from fleet.db import make_engine, make_sessionmaker
+from fleet.settings import Settings
+
+if TYPE_CHECKING:
+    from fleet.broker.credentials import CredentialIssuer
+
+
+@dataclass
+class Context:
+    settings: Settings
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def issuer(self) -> CredentialIssuer:
+        from fleet.broker.credentials import make_issuer
+
+        return make_issuer(self.settings)
+
+    def close(self) -> None:
+        if "engine" in self.__dict__:
+            self.engine.dispose()

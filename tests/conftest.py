@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.services.postgres"]
+pytest_plugins = ["tests.services.postgres", "tests.services.mosquitto"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 from sqlalchemy.orm import Session
@@ -110,7 +110,7 @@ def current_principal(
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
-def require(permission: str):  # type: ignore[no-untyped-def]
+def require(permission: str) -> Any:
     """Dependency factory: the principal must hold `permission`."""
 
     def _check(principal: CurrentPrincipal) -> Principal:

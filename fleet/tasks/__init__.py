@@ -1,0 +1,1 @@
+"""Background tasks run by `estate worker` and scheduled by `estate beat` (Celery)."""

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
+import signal
 import sys
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import click
+import uvicorn
 
 from fleet.settings import get_settings
 
@@ -24,6 +28,14 @@ DEMO_PEOPLE = (
     ("facilities", "facilities", ("MDI",)),
     ("viewer", "viewer", ("MDI", "LEI")),
 )
+
+
+class _Server(uvicorn.Server):
+    """Uvicorn that leaves signals to us, so the simulator and ingest shut down cleanly."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 def _err(message: str) -> None:
@@ -113,8 +125,6 @@ def demo(
     Set ESTATE_DATABASE_URL, ESTATE_MQTT_URL or ESTATE_TSDB_URL to use real services instead.
     ESTATE_DEMO_TOKEN fixes the admin API token so scripts can drive the demo.
     """
-    import uvicorn
-
     from fleet.app import create_app
     from fleet.broker.embedded import EmbeddedBroker, supports_shared_subscriptions
     from fleet.context import Context
@@ -187,8 +197,13 @@ def demo(
         )
     )
     sys.stdout.flush()
+    server = _Server(
+        uvicorn.Config(create_app(settings), host=host, port=port, log_level="warning")
+    )
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, server.handle_exit)
     try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        server.run()
     finally:
         _err("stopping ...")
         simulator.stop()

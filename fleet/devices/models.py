@@ -46,7 +46,12 @@ class DeviceState(Base):
     """Latest known state; written in bulk by ingest, newest (boot, seq) wins."""
 
     __tablename__ = "device_state"
-    __table_args__ = (Index("ix_device_state_online_last_seen", "online", "last_seen"),)
+    __table_args__ = (
+        Index("ix_device_state_online_last_seen", "online", "last_seen"),
+        # The device list sorts by these with the id as tie-breaker, walking the index in order.
+        Index("ix_device_state_last_seen_device", "last_seen", "device_id"),
+        Index("ix_device_state_battery_device", "battery", "device_id"),
+    )
 
     device_id: Mapped[str] = mapped_column(ForeignKey("device.id"), primary_key=True)
     online: Mapped[bool] = mapped_column(Boolean, default=False)

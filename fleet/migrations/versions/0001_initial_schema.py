@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 17:36:38.230497
+Create Date: 2026-11-26 17:47:22.053243
 """
 
 from collections.abc import Sequence
@@ -253,7 +253,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("device_id", name=op.f("pk_device_state")),
     )
     with op.batch_alter_table("device_state", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_device_state_battery_device", ["battery", "device_id"], unique=False
+        )
         batch_op.create_index(batch_op.f("ix_device_state_health"), ["health"], unique=False)
+        batch_op.create_index(
+            "ix_device_state_last_seen_device", ["last_seen", "device_id"], unique=False
+        )
         batch_op.create_index(
             "ix_device_state_online_last_seen", ["online", "last_seen"], unique=False
         )
@@ -298,7 +304,9 @@ def downgrade() -> None:
     op.drop_table("enrolment_token")
     with op.batch_alter_table("device_state", schema=None) as batch_op:
         batch_op.drop_index("ix_device_state_online_last_seen")
+        batch_op.drop_index("ix_device_state_last_seen_device")
         batch_op.drop_index(batch_op.f("ix_device_state_health"))
+        batch_op.drop_index("ix_device_state_battery_device")
 
     op.drop_table("device_state")
     with op.batch_alter_table("device_event", schema=None) as batch_op:

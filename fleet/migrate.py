@@ -3,12 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Indexes made by hand-written migrations (PostgreSQL-only), unknown to the models.
+UNMODELLED_INDEX_SUFFIXES = ("_trgm",)
+
+
+def include_object(
+    obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any
+) -> bool:
+    """Autogenerate filter: leave the hand-written PostgreSQL indexes alone."""
+    return not (type_ == "index" and reflected and (name or "").endswith(UNMODELLED_INDEX_SUFFIXES))
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -6,6 +6,7 @@ from alembic import context
 
 import fleet.models  # noqa: F401 - registers every table on the metadata
 from fleet.db import Base
+from fleet.migrate import include_object
 
 config = context.config
 connection = config.attributes["connection"]
@@ -14,6 +15,7 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    include_object=include_object,
 )
 with context.begin_transaction():
     context.run_migrations()

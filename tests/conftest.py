@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.services.postgres", "tests.services.mosquitto"]
+pytest_plugins = ["tests.services.postgres", "tests.services.mosquitto", "tests.services.browser"]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

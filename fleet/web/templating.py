@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
-from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader
+from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, PrefixLoader
 
 from fleet.settings import Settings
 
@@ -21,7 +21,12 @@ TEMPLATES = Path(__file__).parent / "templates"
 def make_templates() -> Jinja2Templates:
     templates = Jinja2Templates(directory=str(TEMPLATES))
     templates.env.loader = ChoiceLoader(
-        [FileSystemLoader(str(TEMPLATES)), PackageLoader("govuk_frontend_jinja", "templates")]
+        [
+            FileSystemLoader(str(TEMPLATES)),
+            PrefixLoader(
+                {"govuk_frontend_jinja": PackageLoader("govuk_frontend_jinja", "templates")}
+            ),
+        ]
     )
     templates.env.globals["service_name"] = "Estate"
     return templates

@@ -34,7 +34,9 @@ def topic(device_id: str, channel: str) -> str:
 def device_topics(device_id: str) -> dict[str, list[str]]:
     """What the broker lets a device publish to and subscribe to (its own subtree only)."""
     return {
-        "publish": [topic(device_id, c) for c in ("state", "health", "cmd/reply", "config/reported")],
+        "publish": [
+            topic(device_id, c) for c in ("state", "health", "cmd/reply", "config/reported")
+        ],
         "subscribe": [topic(device_id, c) for c in ("cmd", "config")],
     }
 

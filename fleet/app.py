@@ -54,8 +54,8 @@ def create_app(settings: Settings) -> FastAPI:
 def _include_routers(app: FastAPI) -> None:
     from fleet.auth.pages import router as auth_pages
     from fleet.auth.routes import router as auth_api
-    from fleet.enrolment.routes import router as enrolment_api
     from fleet.devices.routes import router as devices_api
+    from fleet.enrolment.routes import router as enrolment_api
     from fleet.estate.routes import router as estate_api
     from fleet.ops.routes import router as ops
 

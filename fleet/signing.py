@@ -25,7 +25,8 @@ def _from_seed(seed_b64: str) -> Ed25519PrivateKey:
         return Ed25519PrivateKey.from_private_bytes(raw)
     except ValueError as exc:
         raise ValueError(
-            "ESTATE_SIGNING_KEY is not a base64 Ed25519 seed; create one with `estate keys generate`"
+            "ESTATE_SIGNING_KEY is not a base64 Ed25519 seed; "
+            "create one with `estate keys generate`"
         ) from exc
 
 

@@ -6,8 +6,7 @@ import sys
 
 import click
 
-from fleet.context import Context
-from fleet.settings import get_settings
+from fleet.cli.common import context
 
 
 @click.group()
@@ -20,7 +19,7 @@ def verify() -> None:
     """Recompute every event's hash; name the first event that was altered or removed."""
     from fleet.audit.service import verify as run_verify
 
-    ctx = Context(get_settings())
+    ctx = context()
     with ctx.sessions() as session:
         result = run_verify(session=session)
     if result.ok:
@@ -44,7 +43,7 @@ def list_events(limit: int, target: str | None) -> None:
 
     from fleet.audit.models import AuditEvent
 
-    ctx = Context(get_settings())
+    ctx = context()
     with ctx.sessions() as session:
         stmt = select(AuditEvent).order_by(AuditEvent.id.desc()).limit(limit)
         if target:

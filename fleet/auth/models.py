@@ -23,9 +23,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
-    caseload: Mapped[list[UserPrison]] = relationship(
-        cascade="all, delete-orphan", lazy="selectin"
-    )
+    caseload: Mapped[list[UserPrison]] = relationship(cascade="all, delete-orphan", lazy="selectin")
 
     @property
     def prison_codes(self) -> list[str]:

@@ -136,6 +136,7 @@ def home(request: Request, session: DbSession, principal: OptionalPrincipal) -> 
     return templates.TemplateResponse(
         request,
         "home.html",
-        page_context(request, page_title="Home", principal=principal, prisons=prisons,
-                     active_nav="home"),
+        page_context(
+            request, page_title="Home", principal=principal, prisons=prisons, active_nav="home"
+        ),
     )

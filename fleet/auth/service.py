@@ -17,7 +17,7 @@ from fleet.db import utcnow
 from fleet.estate.models import Prison
 
 USERNAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
-TOKEN_PREFIX = "est_"
+TOKEN_PREFIX = "est_"  # noqa: S105 - a public prefix, not a secret
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -35,9 +35,7 @@ def check_password(password: str, stored: str | None) -> bool:
     if not stored or not stored.startswith("scrypt$"):
         return False
     _, salt_b64, digest_b64 = stored.split("$", 2)
-    digest = hashlib.scrypt(
-        password.encode(), salt=base64.b64decode(salt_b64), dklen=32, **_SCRYPT
-    )
+    digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt_b64), dklen=32, **_SCRYPT)
     return hmac.compare_digest(digest, base64.b64decode(digest_b64))
 
 

@@ -19,7 +19,12 @@ def cli_actor() -> str:
 
 
 def context() -> Context:
+    """Settings and database for this command; connections are closed when it ends."""
     try:
-        return Context(get_settings())
+        ctx = Context(get_settings())
     except ValueError as exc:
         raise click.ClickException(f"settings are not valid: {exc}") from exc
+    current = click.get_current_context(silent=True)
+    if current is not None:
+        current.call_on_close(ctx.close)
+    return ctx

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import click
 
-from fleet.context import Context
-from fleet.settings import get_settings
+from fleet.cli.common import context
 
 
 @click.group()
@@ -20,7 +19,7 @@ def upgrade() -> None:
     from fleet.estate.service import seed_prisons
     from fleet.migrate import upgrade as run_upgrade
 
-    ctx = Context(get_settings())
+    ctx = context()
     run_upgrade(ctx.engine)
     with transaction(ctx.sessions) as session:
         added = seed_prisons(session=session)

@@ -19,7 +19,7 @@ from fleet.estate.models import Location, Prison
 from fleet.settings import Settings
 from fleet.signing import signing_public_key
 
-TOKEN_PREFIX = "enr_"
+TOKEN_PREFIX = "enr_"  # noqa: S105 - a public prefix, not a secret
 KIND_CODES = {"in_cell_phone": "ICP", "tablet": "TAB", "laptop": "LAP", "kiosk": "KSK"}
 DEFAULT_HEALTH_INTERVAL_S = 30
 

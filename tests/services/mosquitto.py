@@ -110,6 +110,8 @@ class DynsecBroker:
                     f"user {getpass.getuser()}",
                     "persistence true",
                     f"persistence_location {self.workdir}/",
+                    # As in deploy/mosquitto: hold a backlog for a restarting ingest.
+                    "max_queued_messages 1000000",
                     f"log_dest file {self.log_path}",
                     "log_type error",
                     "log_type warning",

@@ -9,7 +9,6 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_SECRET_KEY = "dev-only-secret-key-change-me"  # noqa: S105 - refused in production
-EMBEDDED_MQTT_URL = "mqtt://127.0.0.1:18830"
 
 
 class Settings(BaseSettings):
@@ -40,6 +39,9 @@ class Settings(BaseSettings):
         "plugin; 'none' only for the embedded demo broker.",
     )
     mqtt_shared_group: str = "estate-ingest"
+    mqtt_embedded_port: int = Field(
+        default=18830, ge=1, le=65535, description="Port of the demo's in-process broker."
+    )
 
     tsdb_url: str = ""
     tsdb_token: str = ""
@@ -97,7 +99,9 @@ class Settings(BaseSettings):
 
     @property
     def effective_mqtt_url(self) -> str:
-        return EMBEDDED_MQTT_URL if self.mqtt_url == "embedded" else self.mqtt_url
+        if self.mqtt_url == "embedded":
+            return f"mqtt://127.0.0.1:{self.mqtt_embedded_port}"
+        return self.mqtt_url
 
     @property
     def device_mqtt_url(self) -> str:

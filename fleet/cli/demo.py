@@ -135,6 +135,8 @@ def demo(
     from fleet.simulate.simulator import Simulator
 
     logging.basicConfig(
+    # amqtt logs a warning per late PUBACK while devices disconnect; not actionable here.
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     settings = get_settings()

@@ -135,10 +135,10 @@ def demo(
     from fleet.simulate.simulator import Simulator
 
     logging.basicConfig(
-    # amqtt logs a warning per late PUBACK while devices disconnect; not actionable here.
-    logging.getLogger("amqtt").setLevel(logging.ERROR)
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    # amqtt logs a warning per late PUBACK while devices disconnect; not actionable here.
+    logging.getLogger("amqtt").setLevel(logging.ERROR)
     settings = get_settings()
     codes = [c.strip().upper() for c in prisons.split(",") if c.strip()]
     ctx = Context(settings)

@@ -11,10 +11,8 @@ from fleet.broker.urls import connect_client
 from fleet.cli import main
 from tests.broker.mqtt_watch import watch
 
-if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest can rewrite its asserts
+if TYPE_CHECKING:  # the fixture module is loaded by tests/conftest.py
     from tests.services.mosquitto import DynsecBroker
-
-pytest_plugins = ["tests.services.mosquitto"]
 
 
 def broker_env(broker: DynsecBroker) -> dict[str, str]:

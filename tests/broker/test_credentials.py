@@ -10,10 +10,8 @@ from fleet.broker.credentials import DynsecIssuer, OpenBrokerIssuer, make_issuer
 from fleet.broker.dynsec import DynsecClient
 from fleet.settings import get_settings
 
-if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest can rewrite its asserts
+if TYPE_CHECKING:  # the fixture module is loaded by tests/conftest.py
     from tests.services.mosquitto import DynsecBroker
-
-pytest_plugins = ["tests.services.mosquitto"]
 
 
 def test_dynsec_settings_give_a_dynsec_issuer_logged_in_as_admin(

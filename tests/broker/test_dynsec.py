@@ -15,10 +15,9 @@ from fleet.broker.dynsec import DynsecClient, DynsecError
 from fleet.broker.urls import BrokerAddress, BrokerConnectError, connect_client
 from tests.broker.mqtt_watch import Watched, free_port, watch
 
-if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest can rewrite its asserts
+if TYPE_CHECKING:  # the fixture module is loaded by tests/conftest.py
     from tests.services.mosquitto import DynsecBroker
 
-pytest_plugins = ["tests.services.mosquitto"]
 
 V311 = MQTTProtocolVersion.MQTTv311
 V5 = MQTTProtocolVersion.MQTTv5

@@ -17,10 +17,8 @@ from tests.estate.factories import Api, add_device, api_for, seed_locations
 from tests.services.mosquitto import free_port
 from tests.services.postgres import migrated_context
 
-if TYPE_CHECKING:  # imported by pytest_plugins below, so that pytest can rewrite its asserts
+if TYPE_CHECKING:  # the fixture module is loaded by tests/conftest.py
     from tests.services.mosquitto import DynsecBroker
-
-pytest_plugins = ["tests.services.mosquitto"]
 
 
 def _context(pg_url: str, tmp_path: Path, mqtt_url: str, admin: tuple[str, str]) -> Context:

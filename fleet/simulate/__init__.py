@@ -1,0 +1,1 @@
+"""Simulated devices: enrolled like real ones, reporting over MQTT, with injectable faults."""

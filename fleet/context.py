@@ -35,5 +35,7 @@ class Context:
         return make_issuer(self.settings)
 
     def close(self) -> None:
+        if "issuer" in self.__dict__:
+            self.issuer.close()
         if "engine" in self.__dict__:
             self.engine.dispose()

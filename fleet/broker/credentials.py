@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 import secrets
-from typing import Protocol
+import threading
+from collections.abc import Callable
+from typing import Protocol, TypeVar
 
-from fleet.broker.dynsec import DynsecClient
+from fleet.broker.dynsec import DynsecClient, DynsecError
 from fleet.broker.urls import BrokerAddress, parse_broker_url
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class CredentialIssuer(Protocol):
@@ -28,6 +31,10 @@ class CredentialIssuer(Protocol):
         """Let a revoked device connect again with the password it already holds."""
         ...
 
+    def close(self) -> None:
+        """Release any connection held to the broker."""
+        ...
+
 
 class DynsecIssuer:
     """Per-device identities in Mosquitto's dynamic security plugin, enforced by the broker."""
@@ -35,27 +42,48 @@ class DynsecIssuer:
     def __init__(self, address: BrokerAddress, *, timeout_s: float = 10.0) -> None:
         self.address = address
         self.timeout_s = timeout_s
+        # One admin connection reused across calls: a fresh one costs ~100 ms, which made
+        # enrolling a prison's worth of devices take minutes.
+        self._lock = threading.Lock()
+        self._client: DynsecClient | None = None
 
-    def _admin(self) -> DynsecClient:
-        # Enrolment and revocation are rare: a short-lived admin connection per call is enough.
-        return DynsecClient(self.address, timeout_s=self.timeout_s)
+    def _run(self, operation: Callable[[DynsecClient], T]) -> T:
+        with self._lock:
+            for attempt in (1, 2):
+                if self._client is None:
+                    self._client = DynsecClient(self.address, timeout_s=self.timeout_s).connect()
+                try:
+                    return operation(self._client)
+                except DynsecError as exc:
+                    if exc.plugin_error or attempt == 2:
+                        raise  # the plugin refused: retrying would not change its answer
+                    log.warning("dynamic-security connection failed (%s); reconnecting", exc)
+                    self._drop()
+            raise AssertionError("unreachable")
+
+    def _drop(self) -> None:
+        if self._client is not None:
+            try:
+                self._client.close()
+            finally:
+                self._client = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop()
 
     def issue(self, device_id: str) -> str:
-        with self._admin() as admin:
-            return admin.create_device_identity(device_id)
+        return self._run(lambda admin: admin.create_device_identity(device_id))
 
     def revoke(self, device_id: str) -> None:
-        with self._admin() as admin:
-            admin.disable_device(device_id)
+        self._run(lambda admin: admin.disable_device(device_id))
 
     def restore(self, device_id: str) -> None:
-        with self._admin() as admin:
-            admin.enable_device(device_id)
+        self._run(lambda admin: admin.enable_device(device_id))
 
     def delete(self, device_id: str) -> None:
         """Remove the device's identity entirely (decommissioning)."""
-        with self._admin() as admin:
-            admin.delete_device_identity(device_id)
+        self._run(lambda admin: admin.delete_device_identity(device_id))
 
 
 class OpenBrokerIssuer:
@@ -71,6 +99,9 @@ class OpenBrokerIssuer:
 
     def restore(self, device_id: str) -> None:
         log.info("broker checks no identities; device %s restored in records only", device_id)
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 def make_issuer(settings: Settings) -> CredentialIssuer:

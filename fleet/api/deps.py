@@ -13,6 +13,7 @@ from fleet.auth import service as accounts
 from fleet.auth.models import User
 from fleet.auth.permissions import allowed
 from fleet.context import Context
+from fleet.db import transaction
 from fleet.settings import Settings
 
 if TYPE_CHECKING:
@@ -30,15 +31,8 @@ def get_settings_dep(request: Request) -> Settings:
 
 def get_session(request: Request) -> Iterator[Session]:
     """One transaction per request: committed if the handler returns, rolled back if it raises."""
-    session = get_context(request).sessions()
-    try:
+    with transaction(get_context(request).sessions) as session:
         yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
 
 
 DbSession = Annotated[Session, Depends(get_session, scope="function")]

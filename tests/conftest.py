@@ -6,7 +6,12 @@ import os
 
 import pytest
 
-pytest_plugins = ["tests.services.postgres", "tests.services.mosquitto", "tests.services.browser"]
+pytest_plugins = [
+    "tests.services.postgres",
+    "tests.services.mosquitto",
+    "tests.services.victoria",
+    "tests.services.browser",
+]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -20,7 +20,7 @@ ADMIN_DSN = os.environ.get("ESTATE_TEST_PG_ADMIN", "postgresql://postgres@127.0.
 
 def _admin(sql: str) -> None:
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql)  # type: ignore[arg-type]
+        conn.execute(sql)
 
 
 def create_database() -> str:

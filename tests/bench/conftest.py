@@ -1,0 +1,2 @@
+"""Benchmarks run against real PostgreSQL, the local Mosquitto and a real VictoriaMetrics."""
+

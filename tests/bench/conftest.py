@@ -1,2 +1,1 @@
 """Benchmarks run against real PostgreSQL, the local Mosquitto and a real VictoriaMetrics."""
-

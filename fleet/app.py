@@ -12,6 +12,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from fleet import __version__
 from fleet.api import errors
 from fleet.context import Context
+from fleet.ops.estate_metrics import EstateInventoryCollector
 from fleet.ops.metrics import ApiMetrics
 from fleet.settings import Settings
 from fleet.web.templating import mount_assets
@@ -35,6 +36,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.ctx = ctx
     app.state.registry = CollectorRegistry()
+    app.state.registry.register(EstateInventoryCollector(ctx))
     api_metrics = ApiMetrics(app.state.registry)
     app.middleware("http")(api_metrics.middleware)
     app.add_middleware(

@@ -25,6 +25,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "locations": ("fleet.estate.cli", "locations", "Import and list prison locations."),
     "audit": ("fleet.audit.cli", "audit", "Inspect and verify the audit trail."),
     "keys": ("fleet.cli.keys", "keys", "Command-signing keys."),
+    "dashboards": (
+        "fleet.dashboards.cli",
+        "dashboards",
+        "Grafana dashboards: push them to a Grafana.",
+    ),
     "broker": (
         "fleet.broker.cli",
         "broker",

@@ -1,0 +1,1 @@
+"""Grafana dashboards shipped with the platform: their model, checks and installation."""

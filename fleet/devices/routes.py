@@ -31,6 +31,7 @@ from fleet.devices.schemas import (
     DevicePageOut,
     Health,
     HealthHistoryOut,
+    HealthPoint,
     Lifecycle,
     MoveRequest,
     RetireRequest,
@@ -317,5 +318,12 @@ def device_health(
             "answer); try again shortly",
         ) from exc
     return HealthHistoryOut(
-        device_id=device_id, start=times["from"], end=times["to"], step_s=step_s, series=series
+        device_id=device_id,
+        start=times["from"],
+        end=times["to"],
+        step_s=step_s,
+        series={
+            name: [HealthPoint(ts=ts, value=value) for ts, value in points]
+            for name, points in series.items()
+        },
     )

@@ -19,6 +19,10 @@ Sort = Literal[
 ]  # fmt: skip
 
 
+# Letters and digits in '-'-separated parts, any case (stored upper case).
+LOCATION_PATTERN = r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+$"
+
+
 class DeviceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -31,7 +35,10 @@ class DeviceCreate(BaseModel):
     kind: DeviceKind = Field(description="What the device is")
     prison_code: str = Field(min_length=2, max_length=8, description="Prison it belongs to")
     location: str | None = Field(
-        default=None, max_length=64, description="Location path in that prison, e.g. MDI-1-1-001"
+        default=None,
+        max_length=64,
+        pattern=LOCATION_PATTERN,
+        description="Location path in that prison, e.g. MDI-1-1-001",
     )
 
 
@@ -39,7 +46,10 @@ class MoveRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     location: str = Field(
-        min_length=3, max_length=64, description="Location path to move the device to"
+        min_length=3,
+        max_length=64,
+        pattern=LOCATION_PATTERN,
+        description="Location path to move the device to, e.g. MDI-1-1-001",
     )
 
 
@@ -101,14 +111,17 @@ class DeviceDetailOut(DeviceItem):
     audit: list[AuditEntryOut] = Field(description="Most recent audit entries, newest first")
 
 
+class HealthPoint(BaseModel):
+    ts: datetime = Field(description="Start of the step this value averages")
+    value: float
+
+
 class HealthHistoryOut(BaseModel):
     device_id: str
     start: datetime
     end: datetime
     step_s: int = Field(description="Seconds between points")
-    series: dict[str, list[tuple[datetime, float]]] = Field(
-        description="Per metric, [time, value] points in time order"
-    )
+    series: dict[str, list[HealthPoint]] = Field(description="Per metric, points in time order")
 
 
 _RELATIVE = re.compile(r"^-(\d+)([smhdw])$")

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from fleet.api.deps import AppSettings, DbSession, Issuer, Principal, ensure_prison_visible, require
+from fleet.api.errors import invalid
 from fleet.devices.models import Device
 from fleet.enrolment import service
 from fleet.enrolment.schemas import (
@@ -20,6 +21,8 @@ router = APIRouter(tags=["enrolment"])
 
 
 def _raise(exc: service.EnrolmentError) -> None:
+    if exc.status == 422:
+        raise invalid(("body",), exc.message) from exc
     raise HTTPException(exc.status, exc.message) from exc
 
 

@@ -16,7 +16,10 @@ class EnrolmentCreate(BaseModel):
     prison_code: str = Field(min_length=2, max_length=8, description="Prison the device will join")
     kind: DeviceKind
     location: str | None = Field(
-        default=None, max_length=64, description="Location code such as MDI-1-1-001"
+        default=None,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9]+(?:-[A-Za-z0-9]+)+$",
+        description="Location code such as MDI-1-1-001",
     )
     device_id: str | None = Field(
         default=None, max_length=64, description="Bind the token to an already registered device"

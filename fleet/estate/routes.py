@@ -8,9 +8,9 @@ from typing import Annotated, Any, NoReturn
 
 import orjson
 from fastapi import APIRouter, HTTPException, Query, status
-from fastapi.exceptions import RequestValidationError
 
 from fleet.api.deps import DbSession, Principal, ensure_prison_visible, require
+from fleet.api.errors import invalid
 from fleet.estate import service
 from fleet.estate.models import Location, Prison
 from fleet.estate.schemas import (
@@ -28,11 +28,6 @@ from fleet.estate.schemas import (
 )
 
 router = APIRouter(tags=["estate"])
-
-
-def invalid(loc: tuple[str, ...], message: str) -> RequestValidationError:
-    """A 422 in the same shape as request validation: field path plus a sentence."""
-    return RequestValidationError([{"loc": loc, "msg": message, "type": "value_error"}])
 
 
 def raise_refused(exc: service.Refused, where: str = "body") -> NoReturn:

@@ -37,14 +37,14 @@ def test_history_is_averaged_per_step(api: Api) -> None:
     body = response.json()
     assert body["step_s"] == 900
     assert datetime.fromisoformat(body["start"]) == START
-    battery = [(datetime.fromisoformat(t), v) for t, v in body["series"]["battery"]]
+    battery = [(datetime.fromisoformat(p["ts"]), p["value"]) for p in body["series"]["battery"]]
     assert battery == [
         (START + timedelta(minutes=15), 93.0),
         (START + timedelta(minutes=30), 78.0),
         (START + timedelta(minutes=45), 63.0),
         (START + timedelta(minutes=60), 48.0),
     ]
-    assert {v for _, v in body["series"]["cpu"]} == {10.0}
+    assert {p["value"] for p in body["series"]["cpu"]} == {10.0}
 
 
 def test_relative_range_and_default_step(api: Api) -> None:

@@ -48,6 +48,10 @@ class Settings(BaseSettings):
     tsdb_org: str = "estate"
     tsdb_bucket: str = "estate"
 
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="'json' writes one JSON object per log line (for shippers)."
+    )
+
     celery_broker_url: str = "memory://"
     celery_result_backend: str = ""
 

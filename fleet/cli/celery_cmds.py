@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from pydantic import ValidationError
 
+from fleet.ops.multiprocess import multiprocess_metrics
 from fleet.settings import Settings, get_settings
 
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
@@ -28,6 +29,19 @@ def _settings_with_real_broker(process: str) -> Settings:
             f"{process} is needed."
         )
     return settings
+
+
+def _log_through_estate(loglevel: str, settings: Settings) -> None:
+    """Have Celery use the platform's log format (ESTATE_LOG_FORMAT) instead of its own."""
+    from celery.signals import setup_logging
+
+    from fleet.ops.logging import configure_logging
+
+    def _configure(**_: object) -> None:
+        configure_logging(loglevel, settings.log_format)
+
+    # A receiver on setup_logging tells Celery to leave logging to it.
+    setup_logging.connect(_configure, weak=False)
 
 
 def _queue_names(value: str) -> list[str]:
@@ -72,7 +86,8 @@ def _queue_names(value: str) -> list[str]:
     type=click.IntRange(0, 65535),
     default=0,
     show_default=True,
-    help="Serve Prometheus /metrics (task outcomes, run times) on this port; 0 turns it off.",
+    help="Serve Prometheus /metrics (task run times, failures, queue depths) on this port; "
+    "0 turns it off.",
 )
 @click.option(
     "--hostname",
@@ -98,24 +113,30 @@ def worker(
     Example:
       ESTATE_CELERY_BROKER_URL=redis://127.0.0.1:6379/0 estate worker --concurrency 4
     """
-    settings = _settings_with_real_broker("worker")
     queue_names = _queue_names(queues)
-    from fleet.tasks.app import make_celery
+    # Pool processes write task metrics to files that the main process's /metrics adds up.
+    with multiprocess_metrics("worker"):
+        settings = _settings_with_real_broker("worker")
+        _log_through_estate(loglevel, settings)
+        from fleet.tasks.app import make_celery
 
-    app = make_celery(settings)
-    if metrics_port:
-        from fleet.tasks.metrics import serve_worker_metrics
+        app = make_celery(settings)
+        if metrics_port:
+            from fleet.tasks.metrics import serve_worker_metrics
 
-        serve_worker_metrics(metrics_port)
-    runner = app.Worker(
-        hostname=hostname,
-        pool_cls=pool,
-        concurrency=concurrency,
-        queues=queue_names,
-        loglevel=loglevel.upper(),
-    )
-    runner.start()
-    raise SystemExit(runner.exitcode)
+            serve_worker_metrics(
+                metrics_port, broker_url=settings.celery_broker_url, queues=queue_names
+            )
+        runner = app.Worker(
+            hostname=hostname,
+            pool_cls=pool,
+            concurrency=concurrency,
+            queues=queue_names,
+            loglevel=loglevel.upper(),
+        )
+        runner.start()
+        exit_code = runner.exitcode
+    raise SystemExit(exit_code)
 
 
 @click.command()
@@ -144,6 +165,7 @@ def beat(schedule_file: Path | None, loglevel: str) -> None:
       ESTATE_CELERY_BROKER_URL=redis://127.0.0.1:6379/0 estate beat
     """
     settings = _settings_with_real_broker("beat scheduler")
+    _log_through_estate(loglevel, settings)
     from fleet.tasks.app import make_celery
 
     app = make_celery(settings)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import atexit
+import os
+from contextlib import nullcontext
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import ValidationError
@@ -19,7 +22,10 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 def app_factory() -> FastAPI:
     """The application for the settings in the environment (`uvicorn --factory` entry point)."""
     from fleet.app import create_app
+    from fleet.ops.multiprocess import forget_process, multiprocess_dir
 
+    if multiprocess_dir() is not None:
+        atexit.register(forget_process, os.getpid())
     return create_app(get_settings())
 
 
@@ -66,9 +72,35 @@ def serve(
     """
     try:
         # Refuse bad settings here, once, rather than in every worker process.
-        get_settings()
+        settings = get_settings()
     except ValidationError as exc:
         raise click.ClickException(f"invalid settings:\n{exc}") from exc
+    from fleet.ops.logging import logging_config
+    from fleet.ops.multiprocess import multiprocess_metrics
+
+    # Several workers each count their own requests: files let /metrics add them all up.
+    metrics_files = multiprocess_metrics("serve") if workers > 1 else nullcontext()
+    with metrics_files:
+        _run_uvicorn(
+            host,
+            port,
+            workers,
+            proxy_headers,
+            forwarded_allow_ips,
+            log_level,
+            logging_config(log_level, settings.log_format),
+        )
+
+
+def _run_uvicorn(
+    host: str,
+    port: int,
+    workers: int,
+    proxy_headers: bool,
+    forwarded_allow_ips: str | None,
+    log_level: str,
+    log_config: dict[str, Any],
+) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -82,5 +114,6 @@ def serve(
         access_log=True,
         reload=False,
         log_level=log_level,
+        log_config=log_config,
         server_header=False,
     )

@@ -83,10 +83,10 @@ def ingest(
         raise click.BadParameter(
             "must end with '/', for example 'staging/'", param_hint="--topic-root"
         )
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    from fleet.ops.logging import configure_logging
+
     settings = get_settings()
+    configure_logging(log_level, settings.log_format)
     port = settings.ingest_metrics_port if metrics_port is None else metrics_port
     registry = metrics_registry()
     metrics = IngestMetrics(registry)

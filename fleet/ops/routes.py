@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import text
 
 from fleet.api.deps import get_context
+from fleet.ops.metrics import exposition
 
 router = APIRouter(tags=["operations"])
 
@@ -32,5 +33,5 @@ def readyz(request: Request) -> JSONResponse:
 
 @router.get("/metrics", include_in_schema=False)
 def metrics(request: Request) -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition of this process's metrics (of every worker under --workers N)."""
+    return Response(exposition(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

@@ -9,11 +9,20 @@ from datetime import timedelta
 from typing import Any
 
 from celery import Celery, current_app
-from celery.signals import worker_process_init, worker_process_shutdown
+from celery.signals import (
+    task_failure,
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from fleet.context import Context
+from fleet.ops.logging import set_log_context
+from fleet.ops.multiprocess import forget_process
 from fleet.settings import Settings
 from fleet.tasks import devices
+from fleet.tasks.metrics import TASK_METRICS
 
 IN_PROCESS_BROKER = "memory://"
 DEFAULT_QUEUE = "estate"
@@ -123,3 +132,29 @@ def _stop_worker_process(**_: object) -> None:
     app = current_app._get_current_object()
     if isinstance(app, EstateCelery):
         app.close_context()
+    forget_process(os.getpid())
+
+
+def _is_estate_task(task: Any) -> bool:
+    return isinstance(getattr(task, "app", None), EstateCelery)
+
+
+@task_prerun.connect
+def _task_started(task_id: str, task: Any, **_: object) -> None:
+    if _is_estate_task(task):
+        # The task's log lines carry its id as job_id, whichever pool process runs it.
+        set_log_context(job_id=task_id, task_name=task.name)
+        TASK_METRICS.started(task_id)
+
+
+@task_postrun.connect
+def _task_finished(task_id: str, task: Any, **_: object) -> None:
+    if _is_estate_task(task):
+        TASK_METRICS.finished(task_id, task.name)
+        set_log_context(job_id=None, task_name=None)
+
+
+@task_failure.connect
+def _task_failed(sender: Any = None, **_: object) -> None:
+    if _is_estate_task(sender):
+        TASK_METRICS.failed(sender.name)

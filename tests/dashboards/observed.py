@@ -177,6 +177,7 @@ def _worker(ctx: Context, directory: Path) -> Iterator[str]:
             celery_result_backend=REDIS_URL,
         )
     )
+    stop_sending = threading.Event()
     try:
         with running_estate(args, env, directory / "worker.log") as worker:
             result = sender.tasks[SWEEP_SILENT].apply_async(queue=queue)
@@ -186,11 +187,25 @@ def _worker(ctx: Context, directory: Path) -> Iterator[str]:
                 pytest.fail(f"the worker did not run a task ({exc!r}):\n{worker.output()}")
             finally:
                 result.forget()
-            yield f"127.0.0.1:{port}"
+            # A sweep a second while scraped, so task run-time rates are never all zero.
+            sending = threading.Thread(
+                target=_send_sweeps, args=(sender, queue, stop_sending), daemon=True
+            )
+            sending.start()
+            try:
+                yield f"127.0.0.1:{port}"
+            finally:
+                stop_sending.set()
+                sending.join(10)
     finally:
         sender.close()
         client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
         client.close()
+
+
+def _send_sweeps(sender: Any, queue: str, stop: threading.Event) -> None:
+    while not stop.wait(1.0):
+        sender.tasks[SWEEP_SILENT].apply_async(queue=queue, ignore_result=True)
 
 
 def _publish_malformed(device_id: str) -> None:
@@ -267,6 +282,10 @@ def observed_estate(directory: Path) -> Iterator[ObservedEstate]:
         _wait(
             "the rejected report counted",
             lambda: estate.value("sum(estate_ingest_messages_rejected_total)") >= 1,
+        )
+        _wait(
+            "task run times of several sweeps scraped",
+            lambda: estate.value("sum(increase(estate_task_run_seconds_count[1m]))") >= 2,
         )
         _wait(
             "three processes scraped several times",

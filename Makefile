@@ -4,13 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format typecheck pytest assets system-deps migration clean help
+.PHONY: demo test lint format typecheck pytest assets system-deps migration screenshots clean help
 
 help:
 	@echo "make demo    - run the embedded estate at http://127.0.0.1:8000"
 	@echo "make test    - install what is needed, then lint, type-check and run the test suite"
 	@echo "make lint    - ruff (lint + format check) and mypy"
 	@echo "make format  - apply ruff formatting and safe fixes"
+	@echo "make screenshots - regenerate docs/screenshots/*.png from a fresh demo"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +47,9 @@ pytest: $(STAMP) assets system-deps
 	$(BIN)/pytest
 
 test: $(STAMP) assets system-deps lint pytest
+
+screenshots: $(STAMP) assets system-deps
+	$(BIN)/python scripts/screenshots.py
 
 migration: $(STAMP)
 	scripts/regen-initial-migration

@@ -14,7 +14,10 @@ from fleet.api import errors
 from fleet.context import Context
 from fleet.ops.estate_metrics import EstateInventoryCollector
 from fleet.ops.metrics import ApiMetrics
+from fleet.ops.request_id import RequestIdMiddleware
 from fleet.settings import Settings
+from fleet.web import errors as web_errors
+from fleet.web.security import SecurityHeaders, SessionGuard, SignInThrottle
 from fleet.web.templating import mount_assets
 
 
@@ -39,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.registry.register(EstateInventoryCollector(ctx))
     api_metrics = ApiMetrics(app.state.registry)
     app.middleware("http")(api_metrics.middleware)
+    app.add_middleware(SessionGuard, ctx=ctx, max_age_s=settings.session_max_age_s)
     app.add_middleware(
         SessionMiddleware,
         secret_key=settings.secret_key,
@@ -47,7 +51,12 @@ def create_app(settings: Settings) -> FastAPI:
         same_site="lax",
         https_only=settings.profile == "production",
     )
+    app.add_middleware(SecurityHeaders)
+    # Outermost, so every layer's log lines and the access log carry the request id.
+    app.add_middleware(RequestIdMiddleware)
+    app.state.sign_in_throttle = SignInThrottle()
     errors.install(app)
+    web_errors.install(app)
     _include_routers(app)
     mount_assets(app, settings)
     return app
@@ -56,8 +65,10 @@ def create_app(settings: Settings) -> FastAPI:
 def _include_routers(app: FastAPI) -> None:
     from fleet.auth.pages import router as auth_pages
     from fleet.auth.routes import router as auth_api
+    from fleet.devices.pages import router as device_pages
     from fleet.devices.routes import router as devices_api
     from fleet.enrolment.routes import router as enrolment_api
+    from fleet.estate.pages import router as estate_pages
     from fleet.estate.routes import router as estate_api
     from fleet.ops.routes import router as ops
 
@@ -65,3 +76,5 @@ def _include_routers(app: FastAPI) -> None:
     for router in (auth_api, estate_api, devices_api, enrolment_api):
         app.include_router(router, prefix="/api/v1")
     app.include_router(auth_pages)
+    app.include_router(estate_pages)
+    app.include_router(device_pages)

@@ -13,6 +13,7 @@ from fleet.devices.models import (
 )
 from fleet.estate.models import Location, Prison
 from fleet.ingest.models import DeadLetter
+from fleet.web.models import SessionRevocation
 
 __all__ = [
     "ApiToken",
@@ -27,6 +28,7 @@ __all__ = [
     "HealthSample",
     "Location",
     "Prison",
+    "SessionRevocation",
     "User",
     "UserPrison",
 ]

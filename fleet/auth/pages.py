@@ -1,19 +1,19 @@
-"""Web sign-in and sign-out, and the signed-in home page."""
+"""Web sign-in and sign-out, the landing page per role, and the prison switcher."""
 
 from __future__ import annotations
 
+import time
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from sqlalchemy import func, select
 
 from fleet.api.deps import DbSession, Principal, current_principal_optional
 from fleet.audit.service import record
 from fleet.auth import service as accounts
-from fleet.devices.models import Device, DeviceState
-from fleet.estate.models import Prison
-from fleet.web.templating import csrf_ok, make_templates, page_context
+from fleet.web.security import SESSION_ISSUED_AT, SignInThrottle, revoke_web_sessions
+from fleet.web.shell import CHOSEN_PRISON, PagePrincipal, home_path
+from fleet.web.templating import CsrfChecked, csrf_ok, make_templates, page_context
 
 router = APIRouter(include_in_schema=False)
 templates = make_templates()
@@ -27,6 +27,11 @@ def _safe_next(value: str | None) -> str:
     return "/"
 
 
+def _throttle(request: Request) -> SignInThrottle:
+    throttle: SignInThrottle = request.app.state.sign_in_throttle
+    return throttle
+
+
 @router.get("/sign-in", response_class=HTMLResponse)
 def sign_in_form(request: Request, next: str = "/") -> Response:
     return templates.TemplateResponse(
@@ -34,6 +39,19 @@ def sign_in_form(request: Request, next: str = "/") -> Response:
         "sign_in.html",
         page_context(request, page_title="Sign in", next_url=_safe_next(next), username=""),
     )
+
+
+def _sign_in_problem(request: Request, username: str, password: str, csrf: str) -> str | None:
+    if not csrf_ok(request, csrf):
+        return "Your sign-in form expired. Try again."
+    if not username or not password:
+        return "Enter your username and password"
+    address = request.client.host if request.client else "unknown"
+    wait = _throttle(request).retry_after(username, address)
+    if wait:
+        minutes = max(1, round(wait / 60))
+        return f"Too many failed attempts. Wait {minutes} minutes, then try again"
+    return None
 
 
 @router.post("/sign-in", response_class=HTMLResponse)
@@ -45,16 +63,14 @@ def sign_in(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=500)] = "/",
 ) -> Response:
-    error = None
     user = None
-    if not csrf_ok(request, csrf_token):
-        error = "Your sign-in form expired. Try again."
-    elif not username or not password:
-        error = "Enter your username and password"
-    else:
+    error = _sign_in_problem(request, username, password, csrf_token)
+    if error is None:
         user = accounts.user_for_password(session=session, username=username, password=password)
         if user is None:
             error = "The username or password is not right"
+            address = request.client.host if request.client else "unknown"
+            _throttle(request).failed(username, address)
             record(
                 session=session,
                 actor=f"web:{username[:50]}",
@@ -75,8 +91,10 @@ def sign_in(
             ),
             status_code=400,
         )
+    _throttle(request).succeeded(username)
     request.session.clear()
     request.session["user_id"] = user.id
+    request.session[SESSION_ISSUED_AT] = time.time()
     record(
         session=session,
         actor=user.username,
@@ -94,49 +112,55 @@ def sign_out_form(request: Request, principal: OptionalPrincipal) -> Response:
     )
 
 
-@router.post("/sign-out")
-def sign_out(
-    request: Request, csrf_token: Annotated[str, Form(max_length=100)] = ""
-) -> RedirectResponse:
-    if csrf_ok(request, csrf_token):
-        request.session.clear()
+@router.post("/sign-out", dependencies=[CsrfChecked])
+def sign_out(request: Request) -> RedirectResponse:
+    request.session.clear()
     return RedirectResponse("/sign-in", status_code=303)
 
 
-@router.get("/", response_class=HTMLResponse)
-def home(request: Request, session: DbSession, principal: OptionalPrincipal) -> Response:
-    if principal is None:
-        return RedirectResponse("/sign-in", status_code=303)
-    stmt = (
-        select(
-            Prison.code,
-            Prison.name,
-            func.count(Device.id),
-            func.count(DeviceState.device_id).filter(DeviceState.online.is_(True)),
-            func.max(DeviceState.last_seen),
-        )
-        .join(Device, Device.prison_code == Prison.code)
-        .outerjoin(DeviceState, DeviceState.device_id == Device.id)
-        .where(Device.lifecycle == "enrolled")
-        .group_by(Prison.code, Prison.name)
-        .order_by(Prison.name)
+@router.post("/sign-out-everywhere", dependencies=[CsrfChecked])
+def sign_out_everywhere(
+    request: Request, session: DbSession, principal: PagePrincipal
+) -> RedirectResponse:
+    revoke_web_sessions(session=session, user_id=principal.user_id)
+    record(
+        session=session,
+        actor=principal.username,
+        action="user.signed_out_everywhere",
+        target_type="user",
+        target_id=principal.username,
     )
-    if principal.scope:
-        stmt = stmt.where(Prison.code.in_(principal.scope))
-    prisons = [
-        {
-            "code": code,
-            "name": name,
-            "enrolled": enrolled,
-            "online": online,
-            "last_seen": last.strftime("%Y-%m-%d %H:%M:%S") if last else None,
-        }
-        for code, name, enrolled, online, last in session.execute(stmt)
-    ]
+    request.session.clear()
+    return RedirectResponse("/sign-in", status_code=303)
+
+
+@router.get("/")
+def home(principal: PagePrincipal) -> Response:
+    return RedirectResponse(home_path(principal.role), status_code=303)
+
+
+@router.get("/prison", response_class=HTMLResponse)
+def choose_prison_form(request: Request, principal: PagePrincipal) -> Response:
+    if len(principal.caseload) < 2:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found")
     return templates.TemplateResponse(
         request,
-        "home.html",
-        page_context(
-            request, page_title="Home", principal=principal, prisons=prisons, active_nav="home"
-        ),
+        "choose_prison.html",
+        page_context(request, page_title="Choose a prison", principal=principal),
     )
+
+
+@router.post("/prison", dependencies=[CsrfChecked])
+def choose_prison(
+    request: Request,
+    principal: PagePrincipal,
+    prison: Annotated[str, Form(max_length=8)] = "",
+) -> Response:
+    if prison and prison not in principal.caseload:
+        # Never accept a prison outside the caseload, whatever the form said.
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found")
+    if prison:
+        request.session[CHOSEN_PRISON] = prison
+    else:
+        request.session.pop(CHOSEN_PRISON, None)
+    return RedirectResponse(home_path(principal.role), status_code=303)

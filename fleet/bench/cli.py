@@ -78,3 +78,39 @@ def ingest_bench(
         raise click.ClickException(str(exc)) from exc
     click.echo(result.line())
     sys.stdout.flush()
+
+
+@bench.command("pages")
+@click.option("--prisons", type=click.IntRange(1, 500), default=120, show_default=True)
+@click.option("--devices", type=click.IntRange(1, 1_000_000), default=200_000, show_default=True)
+@click.option(
+    "--requests",
+    type=click.IntRange(5, 10_000),
+    default=60,
+    show_default=True,
+    help="Timed requests per page, after one untimed warm-up request.",
+)
+def pages_bench(prisons: int, devices: int, requests: int) -> None:
+    """p50/p95 server time of the estate overview, a prison page, the device list and a device.
+
+    Seeds PRISONS prisons and DEVICES devices (ids benchpg-NNNNNN, wings B1-B4) into the
+    configured database unless an earlier run left them there, signs in as the bench
+    account, and times each page in-process. Use a database of its own: the seeded
+    devices stay. Progress goes to stderr; one line per page to stdout.
+    """
+    from fleet.bench.pages import BenchError, run_pages_bench
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        timings = run_pages_bench(
+            get_settings(),
+            prisons=prisons,
+            devices=devices,
+            requests=requests,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    except BenchError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for timing in timings:
+        click.echo(timing.line())
+    sys.stdout.flush()

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 17:47:22.053243
+Create Date: 2026-11-26 18:56:02.552155
 """
 
 from collections.abc import Sequence
@@ -160,6 +160,15 @@ def upgrade() -> None:
             ["user_id"], ["app_user.id"], name=op.f("fk_user_prison_user_id_app_user")
         ),
         sa.PrimaryKeyConstraint("user_id", "prison_code", name=op.f("pk_user_prison")),
+    )
+    op.create_table(
+        "web_session_revocation",
+        sa.Column("user_id", sa.Integer(), nullable=False),
+        sa.Column("revoked_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["app_user.id"], name=op.f("fk_web_session_revocation_user_id_app_user")
+        ),
+        sa.PrimaryKeyConstraint("user_id", name=op.f("pk_web_session_revocation")),
     )
     op.create_table(
         "device",
@@ -324,6 +333,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_device_lifecycle"))
 
     op.drop_table("device")
+    op.drop_table("web_session_revocation")
     op.drop_table("user_prison")
     with op.batch_alter_table("location", schema=None) as batch_op:
         batch_op.drop_index("ix_location_prison_kind")

@@ -1,0 +1,1 @@
+"""Rollout programmes: prison plans, milestones, measured progress and daily history."""

@@ -1,0 +1,1 @@
+"""Facilities: estate faults, their targets, timeline, SLA clocks and attachments."""

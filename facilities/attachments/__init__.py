@@ -1,0 +1,1 @@
+"""Storage for uploaded files, checked by content and named by the platform, not the client."""

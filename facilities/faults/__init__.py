@@ -1,0 +1,1 @@
+"""Faults logged against places and devices, worked through a timeline to closure."""

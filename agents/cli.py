@@ -58,6 +58,29 @@ ENROL_FIRST = (
 )
 @click.option("--force", is_flag=True, help="With --enrol: replace an existing identity.")
 @click.option(
+    "--allow-system-actions",
+    is_flag=True,
+    help="Let the control plane reboot and lock this machine and restart the agent; "
+    "off by default, when those commands fail with a reason.",
+)
+@click.option(
+    "--reboot-command",
+    default="systemctl reboot",
+    show_default=True,
+    help="What a reboot command runs (with --allow-system-actions).",
+)
+@click.option(
+    "--lock-command",
+    default="loginctl lock-sessions",
+    show_default=True,
+    help="What a lock command runs (with --allow-system-actions).",
+)
+@click.option(
+    "--log-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also log to this file; collect_diagnostics sends its last lines.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -72,6 +95,10 @@ def agent(
     interval: float | None,
     buffer_max: int,
     force: bool,
+    allow_system_actions: bool,
+    reboot_command: str,
+    lock_command: str,
+    log_file: Path | None,
     log_level: str,
 ) -> None:
     """Run the device agent: health reports, signed commands and desired configuration.
@@ -88,8 +115,24 @@ def agent(
     keeps reports on disk while the broker is unreachable and sends them in order once it
     is back, and stops cleanly on SIGTERM or Ctrl-C.
     """
+    from agents.actions import ActionSettings, parse_command_line
+
+    try:
+        action_settings = ActionSettings(
+            allow_system_actions=allow_system_actions,
+            reboot_command=parse_command_line(reboot_command),
+            lock_command=parse_command_line(lock_command),
+            log_file=log_file,
+        )
+    except ValueError as exc:
+        raise click.UsageError(f"--reboot-command / --lock-command: {exc}") from None
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if log_file is not None:
+        handlers.append(logging.FileHandler(log_file))
     logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        handlers=handlers,
     )
     state_dir = state_dir or default_state_dir()
     if token is not None:
@@ -100,12 +143,17 @@ def agent(
         )
     else:
         identity = _saved_identity(state_dir)
+    from agents.actions import install_actions
     from agents.runner import Agent
 
     try:
-        Agent(identity, state_dir, interval_s=interval, buffer_max=buffer_max).run_forever()
+        runner = Agent(identity, state_dir, interval_s=interval, buffer_max=buffer_max)
+        install_actions(runner.actions, runner, action_settings)
+        runner.run_forever()
     except (StateError, IdentityError) as exc:
         raise click.ClickException(str(exc)) from None
+    if runner.restart_exit_code is not None:
+        raise SystemExit(runner.restart_exit_code)
 
 
 def _saved_identity(state_dir: Path) -> Identity:

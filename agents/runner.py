@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import signal
 import threading
 import time
@@ -89,6 +90,10 @@ class Agent:
         self._state_mids: set[int] = set()
         self._next_health = 0.0
         self._subscribe_mid: int | None = None
+        # Requests from action handlers (other threads) for the agent's own thread to carry out.
+        self._requests: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._snapshot: dict[str, Any] = {}
+        self.restart_exit_code: int | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -144,6 +149,24 @@ class Agent:
     def last_seq(self) -> int:
         return self._counters.last_seq
 
+    @property
+    def actions(self) -> ActionRegistry:
+        return self._actions
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """Boot, seq and buffer figures as of the last report; safe from any thread."""
+        return dict(self._snapshot)
+
+    def request_config_refresh(self) -> None:
+        """Ask for the retained desired configuration again (from any thread)."""
+        self._requests.put("refresh_config")
+
+    def request_restart(self, exit_code: int | None = None) -> None:
+        """Stop with `exit_code` for the service manager to restart, or reconnect as a new boot."""
+        if exit_code is not None:
+            self.restart_exit_code = exit_code
+        self._requests.put("restart")
+
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         log.info("received %s; shutting down", signal.Signals(signum).name)
         self._stop_requested.set()
@@ -169,6 +192,7 @@ class Agent:
         self.interval_s = resolve_health_interval(
             self._interval_override, self._config.doc, self.identity.config
         )
+        self._take_snapshot()
         if self._metrics is None:
             from agents.metrics import PsutilMetrics
 
@@ -230,6 +254,7 @@ class Agent:
             if now >= self._next_health:
                 self._report_health(now)
             self._send_action_replies()
+            self._serve_requests()
             if self._client.socket() is None:
                 self._stop_requested.wait(self._wait_s(next_connect))
                 continue
@@ -241,6 +266,37 @@ class Agent:
                 next_connect = time.monotonic() + self._retry_delay(
                     f"lost the connection ({mqtt.error_string(rc)}) to"
                 )
+
+    def _serve_requests(self) -> None:
+        while True:
+            try:
+                request = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if request == "refresh_config" and self.connected.is_set():
+                # Subscribing again makes the broker resend the retained configuration.
+                self._client.subscribe(self._topics["config"], qos=1)
+            elif request == "restart" and self.restart_exit_code is not None:
+                log.warning("agent %s stopping so its service manager restarts it", self.device_id)
+                self._stop_requested.set()
+            elif request == "restart":
+                log.warning("agent %s reconnecting as a new boot", self.device_id)
+                if self.connected.is_set():
+                    self._publish_state("offline")
+                    self._client.disconnect()
+                self.boot = self._counters.start_boot()
+                self._take_snapshot()
+
+    def _take_snapshot(self) -> None:
+        self._snapshot = {
+            "agent": AGENT_VERSION,
+            "boot": self.boot,
+            "seq": self._counters.last_seq,
+            "buffered_reports": self._buffer.pending,
+            "dropped_reports": self._buffer.dropped,
+            "health_interval_s": self.interval_s,
+            "config_version": self._config.version,
+        }
 
     def _wait_s(self, next_connect: float) -> float:
         due = self._next_health
@@ -350,6 +406,7 @@ class Agent:
         seq = self._counters.next_seq()
         self._buffer.append(seq, dumps({"seq": seq, "ts": ts, "metrics": metrics}))
         self._sender.wake()
+        self._take_snapshot()
         self._next_health += self.interval_s
         if self._next_health < now:  # asleep or suspended: skip missed slots, do not burst
             self._next_health = now + self.interval_s

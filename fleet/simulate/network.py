@@ -27,6 +27,7 @@ from paho.mqtt.enums import MQTTErrorCode, MQTTProtocolVersion
 
 from agents.protocol import topic
 from fleet.broker.urls import Will, make_client
+from fleet.simulate.commands import SimCommands
 from fleet.simulate.device import CLOSING, CONNECTING, DOWN, ONLINE, ShardCounters, SimDevice
 from fleet.simulate.state import SimIdentity
 
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_S = 15.0
 MAX_BACKOFF_S = 60.0
 SWEEP_EVERY_S = 1.0
-_HEALTH, _CONNECT, _RETURN, _SWEEP = range(4)
+REPLY_FLUSH_S = 0.2  # time for a reply to reach the broker before a simulated reboot
+_HEALTH, _CONNECT, _RETURN, _SWEEP, _REPLY = range(5)
 
 
 class Shard:
@@ -53,6 +55,7 @@ class Shard:
         mean_outage_s: float,
         seed: int,
         on_counters_moved: Callable[[SimIdentity], None],
+        commands: SimCommands | None = None,
     ) -> None:
         self.name = name
         self.devices = devices
@@ -75,6 +78,8 @@ class Shard:
         self._commands: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._timers: list[tuple[float, int, int, SimDevice | None, int]] = []
         self._tie = itertools.count()
+        self._sim_commands = commands
+        self._replies: dict[int, tuple[bytes, float | None]] = {}
         self._stopping = False
         self._stop_timeout_s = 10.0
         self._thread = threading.Thread(target=self._run, name=f"simulate-{name}", daemon=True)
@@ -206,6 +211,8 @@ class Shard:
                     self._health(dev, due, now)
                 elif kind == _CONNECT and token == dev.token:
                     self._connect(dev)
+                elif kind == _REPLY:
+                    self._send_reply(dev, token)
                 elif kind == _RETURN and token == dev.token:
                     dev.wanted = True
                     dev.backoff = 1.0
@@ -333,7 +340,35 @@ class Shard:
         dev.status = ONLINE
         dev.backoff = 1.0
         client.publish(topic(dev.device_id, "state"), dev.state_payload("online"), 1, True)
+        if self._sim_commands is not None:
+            client.on_message = self._on_message
+            client.subscribe(topic(dev.device_id, "cmd"), 1)
         self.counters.births += 1
+
+    def _on_message(self, client: mqtt.Client, dev: SimDevice, message: mqtt.MQTTMessage) -> None:
+        if dev.client is not client or self._sim_commands is None:
+            return
+        reply = self._sim_commands.handle(
+            dev.device_id, bytes(message.payload), boot=dev.ident.boot, seq=dev.ident.seq
+        )
+        key = next(self._tie)
+        self._replies[key] = (reply.payload, reply.down_for_s)
+        self._at(time.monotonic() + reply.delay_s, _REPLY, dev, key)
+
+    def _send_reply(self, dev: SimDevice, key: int) -> None:
+        """Publish a command's reply; an empty payload is the follow-up drop of a reboot."""
+        payload, down_for_s = self._replies.pop(key)
+        if not payload and down_for_s is not None:
+            self.drop(dev, down_for_s)  # back after `down_for_s` as a new boot
+            return
+        if dev.client is None or dev.status != ONLINE:
+            log.info("device %s went down before replying to a command", dev.device_id)
+            return
+        dev.client.publish(topic(dev.device_id, "cmd/reply"), payload, 1)
+        if down_for_s is not None:
+            drop_key = next(self._tie)
+            self._replies[drop_key] = (b"", down_for_s)
+            self._at(time.monotonic() + REPLY_FLUSH_S, _REPLY, dev, drop_key)
 
     def _on_disconnect(
         self, client: mqtt.Client, dev: SimDevice, _flags: Any, reason: Any, _props: Any

@@ -14,10 +14,13 @@ from types import TracebackType
 
 import psutil
 
+from agents.protocol import load_public_key
 from fleet.broker.embedded import protocol_for
 from fleet.broker.urls import parse_broker_url
 from fleet.context import Context
 from fleet.settings import Settings
+from fleet.signing import signing_public_key
+from fleet.simulate.commands import SimCommands
 from fleet.simulate.device import CONNECTING, ONLINE, ShardCounters, SimDevice
 from fleet.simulate.enrol import DEFAULT_KINDS, PlacedDevice, Progress, prepare_estate
 from fleet.simulate.metrics import DeviceModel
@@ -179,6 +182,7 @@ class Simulator:
         count = self._shard_count or min(
             MAX_SHARDS, max(1, math.ceil(len(devices) / DEVICES_PER_SHARD))
         )
+        command_key = load_public_key(signing_public_key(self.settings))
         self._shards = [
             Shard(
                 f"shard{i}",
@@ -190,6 +194,7 @@ class Simulator:
                 mean_outage_s=self.mean_outage_s,
                 seed=self.seed,
                 on_counters_moved=self._counters_moved,
+                commands=SimCommands(command_key),
             )
             for i in range(count)
         ]

@@ -34,10 +34,10 @@ demo: $(STAMP) assets
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy fleet agents
+	$(BIN)/mypy fleet agents facilities
 
 typecheck: $(STAMP)
-	$(BIN)/mypy fleet agents
+	$(BIN)/mypy fleet agents facilities
 
 format: $(STAMP)
 	$(BIN)/ruff format .

@@ -11,6 +11,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from fleet import __version__
 from fleet.api import errors
+from fleet.commands.relay import CommandRelay
 from fleet.context import Context
 from fleet.ops.estate_metrics import EstateInventoryCollector
 from fleet.ops.metrics import ApiMetrics
@@ -27,7 +28,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        relay = app.state.command_relay = CommandRelay(ctx)
+        relay.start()  # replies are read from startup, not only after this process sends one
         yield
+        relay.close()
         ctx.close()
 
     app = FastAPI(
@@ -63,18 +67,25 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _include_routers(app: FastAPI) -> None:
+    from facilities.faults.routes import router as faults_api
     from fleet.auth.pages import router as auth_pages
     from fleet.auth.routes import router as auth_api
+    from fleet.commands.routes import router as commands_api
     from fleet.devices.pages import router as device_pages
     from fleet.devices.routes import router as devices_api
     from fleet.enrolment.routes import router as enrolment_api
     from fleet.estate.pages import router as estate_pages
     from fleet.estate.routes import router as estate_api
     from fleet.ops.routes import router as ops
+    from fleet.rollout.pages import router as rollout_pages
+    from fleet.rollout.routes import router as rollout_api
 
     app.include_router(ops)
-    for router in (auth_api, estate_api, devices_api, enrolment_api):
+    for router in (auth_api, estate_api, devices_api, enrolment_api, commands_api):
         app.include_router(router, prefix="/api/v1")
+    app.include_router(faults_api, prefix="/api/v1")
+    app.include_router(rollout_api, prefix="/api/v1")
+    app.include_router(rollout_pages)
     app.include_router(auth_pages)
     app.include_router(estate_pages)
     app.include_router(device_pages)

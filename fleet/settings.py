@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     mqtt_public_url: str = Field(
         default="", description="Broker URL handed to devices at enrolment (defaults to mqtt_url)."
     )
+    mqtt_control_url: str = Field(
+        default="",
+        description="Broker login that publishes commands and reads replies (the estate-control "
+        "role); defaults to mqtt_url, whose ingest login may not publish commands.",
+    )
     mqtt_admin_username: str = ""
     mqtt_admin_password: str = ""
     mqtt_credentials: Literal["dynsec", "none"] = Field(
@@ -72,11 +77,38 @@ class Settings(BaseSettings):
         description="Where npm installed govuk-frontend and @ministryofjustice/frontend.",
     )
 
+    attachments_dir: Path | None = Field(
+        default=None,
+        description="Where fault attachments are stored (default data_dir/attachments).",
+    )
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    smtp_url: str = Field(
+        default="", description="smtp://host:port for SLA emails; empty sends no email."
+    )
+    smtp_from: str = "estate@localhost"
+    fault_silent_after_s: int = Field(
+        default=3600, ge=60, description="A device silent this long raises a fault on its place."
+    )
+
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url_shape(cls, value: str) -> str:
         if value != "embedded" and not value.startswith(("mqtt://", "mqtts://")):
             raise ValueError("must be 'embedded' or a URL like mqtt://user:pass@host:1883")
+        return value
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _smtp_url_shape(cls, value: str) -> str:
+        if value and not value.startswith("smtp://"):
+            raise ValueError("must be empty or a URL like smtp://user:pass@relay.example:25")
+        return value
+
+    @field_validator("mqtt_control_url")
+    @classmethod
+    def _control_url_shape(cls, value: str) -> str:
+        if value and not value.startswith(("mqtt://", "mqtts://")):
+            raise ValueError("must be empty or a URL like mqtt://estate-control:pass@host:1883")
         return value
 
     @model_validator(mode="after")
@@ -108,8 +140,16 @@ class Settings(BaseSettings):
         return self.mqtt_url
 
     @property
+    def control_mqtt_url(self) -> str:
+        return self.mqtt_control_url or self.effective_mqtt_url
+
+    @property
     def device_mqtt_url(self) -> str:
         return self.mqtt_public_url or self.effective_mqtt_url
+
+    @property
+    def effective_attachments_dir(self) -> Path:
+        return self.attachments_dir or self.data_dir / "attachments"
 
     @property
     def embedded_mqtt(self) -> bool:

@@ -16,6 +16,16 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "users:admin": frozenset({"estate-admin"}),
     "audit:read": frozenset({"estate-admin", "it-support"}),
     "ops:read": frozenset({"estate-admin", "it-support"}),
+    "rollout:read": ALL,
+    "rollout:write": frozenset({"estate-admin", "rollout-manager"}),
+    "commands:read": frozenset({"estate-admin", "it-support"}),
+    "commands:run": frozenset({"estate-admin", "it-support"}),
+    # Reboot and lock interrupt whoever is using the device.
+    "commands:disrupt": frozenset({"estate-admin", "it-support"}),
+    "faults:read": ALL,
+    "faults:report": frozenset({"estate-admin", "facilities", "it-support"}),
+    "faults:write": frozenset({"estate-admin", "facilities"}),
+    "faults:admin": frozenset({"estate-admin"}),
 }
 
 

@@ -17,9 +17,11 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
+from fleet.commands import tasks as commands_tasks
 from fleet.context import Context
 from fleet.ops.logging import set_log_context
 from fleet.ops.multiprocess import forget_process
+from fleet.rollout import tasks as rollout_tasks
 from fleet.settings import Settings
 from fleet.tasks import devices
 from fleet.tasks.metrics import TASK_METRICS
@@ -41,6 +43,8 @@ class TaskSpec:
 
 TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(devices.SWEEP_SILENT, devices.sweep_silent, idempotent=True),
+    TaskSpec(rollout_tasks.SNAPSHOT_DAILY, rollout_tasks.snapshot_daily, idempotent=True),
+    TaskSpec(commands_tasks.EXPIRE_COMMANDS, commands_tasks.expire_commands, idempotent=True),
 )
 
 
@@ -108,6 +112,8 @@ def make_celery(settings: Settings, *, context: Context | None = None) -> Estate
                 # A sweep nobody ran in time is superseded by the next one: never queue a backlog.
                 "options": {"expires": settings.sweep_interval_s},
             },
+            **rollout_tasks.beat_schedule(),
+            **commands_tasks.beat_schedule(),
         },
     )
     for spec in TASKS:
@@ -117,6 +123,10 @@ def make_celery(settings: Settings, *, context: Context | None = None) -> Estate
             acks_late=spec.idempotent,
             reject_on_worker_lost=spec.idempotent,
         )(spec.run)
+    # Imported here: facilities is a package of its own that builds on the control plane.
+    from facilities.faults import tasks as fault_tasks
+
+    fault_tasks.register(app)
     return app
 
 

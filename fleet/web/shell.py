@@ -24,13 +24,14 @@ ESTATE = NavItem("estate", "/estate", "Estate overview")
 ATTENTION = NavItem("attention", "/attention", "Devices needing attention")
 DEVICES = NavItem("devices", "/devices", "Devices")
 FAULTS = NavItem("faults", "/faults", "Faults")
+ROLLOUT = NavItem("rollout", "/rollout", "Rollout")
 
 NAV_BY_ROLE: dict[str, tuple[NavItem, ...]] = {
-    "rollout-manager": (ESTATE,),
+    "rollout-manager": (ESTATE, ROLLOUT),
     "it-support": (ATTENTION, DEVICES),
     "facilities": (FAULTS,),
-    "estate-admin": (ESTATE, ATTENTION, DEVICES, FAULTS),
-    "viewer": (ESTATE, DEVICES),
+    "estate-admin": (ESTATE, ROLLOUT, ATTENTION, DEVICES, FAULTS),
+    "viewer": (ESTATE, ROLLOUT, DEVICES),
 }
 
 

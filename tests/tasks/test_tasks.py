@@ -14,6 +14,7 @@ from fleet.cli import main
 from fleet.context import Context
 from fleet.db import transaction, utcnow
 from fleet.devices.models import DeviceEvent, DeviceState
+from fleet.rollout.tasks import SNAPSHOT_DAILY
 from fleet.settings import Settings
 from fleet.tasks.app import make_celery
 from fleet.tasks.devices import SWEEP_SILENT
@@ -23,7 +24,17 @@ from tests.tasks.devices import add_reporting_device
 def test_tasks_are_registered_under_explicit_names() -> None:
     app = make_celery(Settings(profile="test", sweep_interval_s=45))
     ours = sorted(name for name in app.tasks if not name.startswith("celery."))
-    assert ours == [SWEEP_SILENT]
+    assert ours == sorted(
+        [
+            SWEEP_SILENT,
+            SNAPSHOT_DAILY,
+            "estate.commands.expire",
+            "estate.faults.check_sla",
+            "estate.faults.raise_from_fleet",
+        ]
+    )
+    for name in ours:
+        assert name in app.conf.beat_schedule, f"{name} is registered but never scheduled"
     sweep = app.tasks[SWEEP_SILENT]
     assert sweep.acks_late, "the sweep is idempotent, so it is acknowledged after it runs"
     assert sweep.reject_on_worker_lost

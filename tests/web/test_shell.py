@@ -19,7 +19,7 @@ def site(pg_url: str, tmp_path: Path) -> Iterator[Site]:
 
 
 HOMES = {
-    "rollout": ("/estate", "Estate overview", ["Estate overview"]),
+    "rollout": ("/estate", "Estate overview", ["Estate overview", "Rollout"]),
     "support": (
         "/attention",
         "Devices needing attention",
@@ -29,7 +29,7 @@ HOMES = {
     "admin": (
         "/estate",
         "Estate overview",
-        ["Estate overview", "Devices needing attention", "Devices", "Faults"],
+        ["Estate overview", "Rollout", "Devices needing attention", "Devices", "Faults"],
     ),
 }
 

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 18:56:02.552155
+Create Date: 2026-11-26 19:33:00.953778
 """
 
 from collections.abc import Sequence
@@ -86,6 +86,18 @@ def upgrade() -> None:
         )
 
     op.create_table(
+        "fault_target",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("category", sa.String(length=32), nullable=False),
+        sa.Column("priority", sa.String(length=2), nullable=False),
+        sa.Column("respond_minutes", sa.Integer(), nullable=False),
+        sa.Column("clear_minutes", sa.Integer(), nullable=False),
+        sa.Column("updated_by", sa.String(length=100), nullable=False),
+        sa.Column("updated_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fault_target")),
+        sa.UniqueConstraint("category", "priority", name=op.f("uq_fault_target_category")),
+    )
+    op.create_table(
         "health_sample",
         sa.Column("device_id", sa.String(length=64), nullable=False),
         sa.Column("seq", sa.BigInteger(), nullable=False),
@@ -108,6 +120,33 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("code", name=op.f("pk_prison")),
     )
     op.create_table(
+        "rollout_programme",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column(
+            "device_kinds",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("devices_per_cell", sa.Integer(), nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=False),
+        sa.Column("start_date", sa.Date(), nullable=False),
+        sa.Column("target_date", sa.Date(), nullable=False),
+        sa.Column("enrolment_threshold_pct", sa.Float(), nullable=False),
+        sa.Column("gate_online_pct", sa.Float(), nullable=False),
+        sa.Column("gate_days", sa.Integer(), nullable=False),
+        sa.Column(
+            "milestone_template",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("created_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rollout_programme")),
+        sa.UniqueConstraint("name", name=op.f("uq_rollout_programme_name")),
+    )
+    op.create_table(
         "api_token",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("user_id", sa.Integer(), nullable=False),
@@ -125,6 +164,29 @@ def upgrade() -> None:
     with op.batch_alter_table("api_token", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_api_token_user_id"), ["user_id"], unique=False)
 
+    op.create_table(
+        "fault_counter",
+        sa.Column("prison_code", sa.String(length=8), nullable=False),
+        sa.Column("last_number", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["prison_code"], ["prison.code"], name=op.f("fk_fault_counter_prison_code_prison")
+        ),
+        sa.PrimaryKeyConstraint("prison_code", name=op.f("pk_fault_counter")),
+    )
+    op.create_table(
+        "fault_notification_route",
+        sa.Column("prison_code", sa.String(length=8), nullable=False),
+        sa.Column("email_to", sa.String(length=320), nullable=True),
+        sa.Column("webhook_url", sa.String(length=500), nullable=True),
+        sa.Column("updated_by", sa.String(length=100), nullable=False),
+        sa.Column("updated_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["prison_code"],
+            ["prison.code"],
+            name=op.f("fk_fault_notification_route_prison_code_prison"),
+        ),
+        sa.PrimaryKeyConstraint("prison_code", name=op.f("pk_fault_notification_route")),
+    )
     op.create_table(
         "location",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -148,6 +210,37 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_location_parent_id"), ["parent_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_location_prison_code"), ["prison_code"], unique=False)
         batch_op.create_index("ix_location_prison_kind", ["prison_code", "kind"], unique=False)
+
+    op.create_table(
+        "rollout_plan",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("programme_id", sa.Integer(), nullable=False),
+        sa.Column("prison_code", sa.String(length=8), nullable=False),
+        sa.Column("wave", sa.Integer(), nullable=False),
+        sa.Column("planned_go_live", sa.Date(), nullable=False),
+        sa.Column("expected_devices", sa.Integer(), nullable=True),
+        sa.Column("created_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["prison_code"], ["prison.code"], name=op.f("fk_rollout_plan_prison_code_prison")
+        ),
+        sa.ForeignKeyConstraint(
+            ["programme_id"],
+            ["rollout_programme.id"],
+            name=op.f("fk_rollout_plan_programme_id_rollout_programme"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rollout_plan")),
+        sa.UniqueConstraint(
+            "programme_id", "prison_code", name=op.f("uq_rollout_plan_programme_id")
+        ),
+    )
+    with op.batch_alter_table("rollout_plan", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_rollout_plan_prison_code"), ["prison_code"], unique=False
+        )
+        batch_op.create_index(
+            batch_op.f("ix_rollout_plan_programme_id"), ["programme_id"], unique=False
+        )
 
     op.create_table(
         "user_prison",
@@ -198,6 +291,45 @@ def upgrade() -> None:
         batch_op.create_index("ix_device_prison_kind", ["prison_code", "kind"], unique=False)
 
     op.create_table(
+        "rollout_milestone",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("plan_id", sa.Integer(), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("position", sa.Integer(), nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=False),
+        sa.Column("due_date", sa.Date(), nullable=True),
+        sa.Column("done_date", sa.Date(), nullable=True),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("done_by", sa.String(length=64), nullable=False),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["plan_id"],
+            ["rollout_plan.id"],
+            name=op.f("fk_rollout_milestone_plan_id_rollout_plan"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_rollout_milestone")),
+        sa.UniqueConstraint("plan_id", "key", name=op.f("uq_rollout_milestone_plan_id")),
+    )
+    op.create_table(
+        "rollout_snapshot",
+        sa.Column("plan_id", sa.Integer(), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("expected", sa.Integer(), nullable=False),
+        sa.Column("enrolled", sa.Integer(), nullable=False),
+        sa.Column("online", sa.Integer(), nullable=False),
+        sa.Column("healthy", sa.Integer(), nullable=False),
+        sa.Column("taken_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["plan_id"],
+            ["rollout_plan.id"],
+            name=op.f("fk_rollout_snapshot_plan_id_rollout_plan"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("plan_id", "day", name=op.f("pk_rollout_snapshot")),
+    )
+    op.create_table(
         "credential",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("device_id", sa.String(length=64), nullable=False),
@@ -211,6 +343,35 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("credential", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_credential_device_id"), ["device_id"], unique=False)
+
+    op.create_table(
+        "device_command",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("device_id", sa.String(length=64), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column(
+            "params",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("requested_by", sa.String(length=100), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("output", sa.Text(), nullable=False),
+        sa.Column("created_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("expires_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["device_id"], ["device.id"], name=op.f("fk_device_command_device_id_device")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_device_command")),
+    )
+    with op.batch_alter_table("device_command", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_device_command_device_created", ["device_id", "created_at"], unique=False
+        )
+        batch_op.create_index(
+            "ix_device_command_status_expires", ["status", "expires_at"], unique=False
+        )
 
     op.create_table(
         "device_event",
@@ -302,11 +463,126 @@ def upgrade() -> None:
             batch_op.f("ix_enrolment_token_prison_code"), ["prison_code"], unique=False
         )
 
+    op.create_table(
+        "fault",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("reference", sa.String(length=24), nullable=False),
+        sa.Column("prison_code", sa.String(length=8), nullable=False),
+        sa.Column("number", sa.Integer(), nullable=False),
+        sa.Column("location_id", sa.Integer(), nullable=False),
+        sa.Column("device_id", sa.String(length=64), nullable=True),
+        sa.Column("category", sa.String(length=32), nullable=False),
+        sa.Column("priority", sa.String(length=2), nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("description", sa.Text(), nullable=False),
+        sa.Column("reporter", sa.String(length=100), nullable=False),
+        sa.Column("team", sa.String(length=200), nullable=True),
+        sa.Column("hold_reason", sa.String(length=32), nullable=True),
+        sa.Column("resolution", sa.Text(), nullable=True),
+        sa.Column("reported_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("due_respond_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("due_clear_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("responded_at", fleet.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("cleared_at", fleet.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", fleet.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("paused_since", fleet.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("paused_seconds", sa.Integer(), nullable=False),
+        sa.Column("at_risk_at", fleet.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("breached_at", fleet.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("recurring", sa.Boolean(), nullable=False),
+        sa.Column("source", sa.String(length=8), nullable=False),
+        sa.Column("blocks_rollout", sa.Boolean(), nullable=False),
+        sa.Column("idempotency_key", sa.String(length=64), nullable=True),
+        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("updated_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["device_id"], ["device.id"], name=op.f("fk_fault_device_id_device")
+        ),
+        sa.ForeignKeyConstraint(
+            ["location_id"], ["location.id"], name=op.f("fk_fault_location_id_location")
+        ),
+        sa.ForeignKeyConstraint(
+            ["prison_code"], ["prison.code"], name=op.f("fk_fault_prison_code_prison")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fault")),
+        sa.UniqueConstraint("prison_code", "number", name=op.f("uq_fault_prison_code")),
+        sa.UniqueConstraint("reference", name=op.f("uq_fault_reference")),
+        sa.UniqueConstraint("reporter", "idempotency_key", name=op.f("uq_fault_reporter")),
+    )
+    with op.batch_alter_table("fault", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_fault_device_id"), ["device_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_fault_due_clear_at"), ["due_clear_at"], unique=False)
+        batch_op.create_index(
+            "ix_fault_location_category", ["location_id", "category", "reported_at"], unique=False
+        )
+        batch_op.create_index(batch_op.f("ix_fault_location_id"), ["location_id"], unique=False)
+        batch_op.create_index("ix_fault_prison_status", ["prison_code", "status"], unique=False)
+        batch_op.create_index(batch_op.f("ix_fault_reported_at"), ["reported_at"], unique=False)
+
+    op.create_table(
+        "fault_attachment",
+        sa.Column("id", sa.String(length=32), nullable=False),
+        sa.Column("fault_id", sa.Integer(), nullable=False),
+        sa.Column("content_type", sa.String(length=64), nullable=False),
+        sa.Column("size", sa.Integer(), nullable=False),
+        sa.Column("filename", sa.String(length=200), nullable=False),
+        sa.Column("uploaded_by", sa.String(length=100), nullable=False),
+        sa.Column("created_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["fault_id"], ["fault.id"], name=op.f("fk_fault_attachment_fault_id_fault")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fault_attachment")),
+    )
+    with op.batch_alter_table("fault_attachment", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_fault_attachment_fault_id"), ["fault_id"], unique=False
+        )
+
+    op.create_table(
+        "fault_event",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("fault_id", sa.Integer(), nullable=False),
+        sa.Column("ts", fleet.db.UtcDateTime(timezone=True), nullable=False),
+        sa.Column("actor", sa.String(length=100), nullable=False),
+        sa.Column("action", sa.String(length=32), nullable=False),
+        sa.Column("from_status", sa.String(length=16), nullable=True),
+        sa.Column("to_status", sa.String(length=16), nullable=False),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column(
+            "detail",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.ForeignKeyConstraint(
+            ["fault_id"], ["fault.id"], name=op.f("fk_fault_event_fault_id_fault")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_fault_event")),
+    )
+    with op.batch_alter_table("fault_event", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_fault_event_fault_id"), ["fault_id"], unique=False)
+
     # ### end Alembic commands ###
 
 
 def downgrade() -> None:
     # ### commands auto generated by Alembic - please adjust! ###
+    with op.batch_alter_table("fault_event", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_fault_event_fault_id"))
+
+    op.drop_table("fault_event")
+    with op.batch_alter_table("fault_attachment", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_fault_attachment_fault_id"))
+
+    op.drop_table("fault_attachment")
+    with op.batch_alter_table("fault", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_fault_reported_at"))
+        batch_op.drop_index("ix_fault_prison_status")
+        batch_op.drop_index(batch_op.f("ix_fault_location_id"))
+        batch_op.drop_index("ix_fault_location_category")
+        batch_op.drop_index(batch_op.f("ix_fault_due_clear_at"))
+        batch_op.drop_index(batch_op.f("ix_fault_device_id"))
+
+    op.drop_table("fault")
     with op.batch_alter_table("enrolment_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_enrolment_token_prison_code"))
 
@@ -322,10 +598,17 @@ def downgrade() -> None:
         batch_op.drop_index("ix_device_event_device_ts")
 
     op.drop_table("device_event")
+    with op.batch_alter_table("device_command", schema=None) as batch_op:
+        batch_op.drop_index("ix_device_command_status_expires")
+        batch_op.drop_index("ix_device_command_device_created")
+
+    op.drop_table("device_command")
     with op.batch_alter_table("credential", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_credential_device_id"))
 
     op.drop_table("credential")
+    op.drop_table("rollout_snapshot")
+    op.drop_table("rollout_milestone")
     with op.batch_alter_table("device", schema=None) as batch_op:
         batch_op.drop_index("ix_device_prison_kind")
         batch_op.drop_index(batch_op.f("ix_device_prison_code"))
@@ -335,21 +618,30 @@ def downgrade() -> None:
     op.drop_table("device")
     op.drop_table("web_session_revocation")
     op.drop_table("user_prison")
+    with op.batch_alter_table("rollout_plan", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_rollout_plan_programme_id"))
+        batch_op.drop_index(batch_op.f("ix_rollout_plan_prison_code"))
+
+    op.drop_table("rollout_plan")
     with op.batch_alter_table("location", schema=None) as batch_op:
         batch_op.drop_index("ix_location_prison_kind")
         batch_op.drop_index(batch_op.f("ix_location_prison_code"))
         batch_op.drop_index(batch_op.f("ix_location_parent_id"))
 
     op.drop_table("location")
+    op.drop_table("fault_notification_route")
+    op.drop_table("fault_counter")
     with op.batch_alter_table("api_token", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_api_token_user_id"))
 
     op.drop_table("api_token")
+    op.drop_table("rollout_programme")
     op.drop_table("prison")
     with op.batch_alter_table("health_sample", schema=None) as batch_op:
         batch_op.drop_index("ix_health_sample_device_ts")
 
     op.drop_table("health_sample")
+    op.drop_table("fault_target")
     with op.batch_alter_table("dead_letter", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_dead_letter_received_at"))
         batch_op.drop_index(batch_op.f("ix_dead_letter_reason"))

@@ -49,14 +49,23 @@ class CommandRelay:
         self._starter.start()
 
     def _connect_until_closed(self) -> None:
+        attempts = 0
         while not self._closed.is_set():
             try:
                 self._connected()
+                if attempts:
+                    log.info("command replies are read again after %d failed attempts", attempts)
                 return
             except BrokerConnectError as exc:
-                log.warning(
-                    "command replies cannot be read yet: %s; retrying in %gs", exc, RECONNECT_S
+                # Warn once, then quietly: a broker that is down is reported, not shouted about.
+                level = logging.WARNING if attempts == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "command replies cannot be read yet: %s; retrying every %gs",
+                    exc,
+                    RECONNECT_S,
                 )
+                attempts += 1
                 self._closed.wait(RECONNECT_S)
 
     @property

@@ -32,8 +32,10 @@ from facilities.faults.schemas import (
 )
 from facilities.faults.workflow import NEXT, IllegalMove
 from fleet.api.deps import AppSettings, DbSession, Principal, ensure_prison_visible, require
+from fleet.api.errors import invalid
+from fleet.api.pagination import BAD_CURSOR, decode_cursor, encode_cursor
 from fleet.estate.models import Location
-from fleet.estate.routes import BAD_CURSOR, decode_cursor, encode_cursor, invalid, raise_refused
+from fleet.estate.routes import raise_refused
 from fleet.estate.service import Refused, get_prison, location_by_path
 
 log = logging.getLogger(__name__)

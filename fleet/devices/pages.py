@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet.api.deps import AppSettings, DbSession, Principal, current_principal_optional
 from fleet.api.deps import get_context as app_context
+from fleet.api.pagination import encode_cursor
 from fleet.db import transaction, utcnow
 from fleet.devices import charts
 from fleet.devices.listing import (
@@ -40,7 +41,6 @@ from fleet.devices.service import (
     device_detail,
     list_devices,
 )
-from fleet.estate.routes import encode_cursor
 from fleet.estate.service import list_prisons
 from fleet.ingest.history import HistoryUnavailable, query_health
 from fleet.web.shell import PagePrincipal, page_scope, require_page_permission

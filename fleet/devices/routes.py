@@ -16,6 +16,8 @@ from fleet.api.deps import (
     ensure_prison_visible,
     require,
 )
+from fleet.api.errors import invalid
+from fleet.api.pagination import BAD_CURSOR, decode_cursor, encode_cursor
 from fleet.broker.dynsec import DynsecError
 from fleet.db import utcnow
 from fleet.devices import service
@@ -40,14 +42,7 @@ from fleet.devices.schemas import (
     parse_step,
     parse_when,
 )
-from fleet.estate.routes import (
-    BAD_CURSOR,
-    breadcrumb,
-    decode_cursor,
-    encode_cursor,
-    invalid,
-    raise_refused,
-)
+from fleet.estate.routes import breadcrumb, raise_refused
 from fleet.estate.service import Refused, get_prison, location_by_path
 
 log = logging.getLogger(__name__)

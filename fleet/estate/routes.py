@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Annotated, Any, NoReturn
 
-import orjson
 from fastapi import APIRouter, HTTPException, Query, status
 
 from fleet.api.deps import DbSession, Principal, ensure_prison_visible, require
 from fleet.api.errors import invalid
+from fleet.api.pagination import decode_cursor, encode_cursor
 from fleet.estate import service
 from fleet.estate.models import Location, Prison
 from fleet.estate.schemas import (
@@ -36,24 +34,6 @@ def raise_refused(exc: service.Refused, where: str = "body") -> NoReturn:
         loc = (where, exc.field) if exc.field else (where,)
         raise invalid(loc, exc.message) from exc
     raise HTTPException(exc.status, exc.message) from exc
-
-
-def encode_cursor(values: list[Any]) -> str:
-    return base64.urlsafe_b64encode(orjson.dumps(values)).decode().rstrip("=")
-
-
-BAD_CURSOR = "is not a cursor this API gave out; start again without it"
-
-
-def decode_cursor(cursor: str, size: int) -> list[Any]:
-    """The values an earlier page encoded; a tampered or foreign cursor is a 422."""
-    try:
-        values = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError) as exc:
-        raise invalid(("query", "cursor"), BAD_CURSOR) from exc
-    if not isinstance(values, list) or len(values) != size:
-        raise invalid(("query", "cursor"), BAD_CURSOR)
-    return values
 
 
 def _prison_out(prison: Prison, counts: service.PrisonCounts) -> dict[str, Any]:

@@ -13,17 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 import paho.mqtt.client as mqtt
-from prometheus_client import CollectorRegistry
 
 from agents.protocol import topic
-from fleet.auth.service import create_user, issue_token
 from fleet.broker.urls import close_client, connect_client
-from fleet.db import transaction
-from fleet.ingest.metrics import IngestMetrics
-from fleet.ingest.pipeline import IngestPipeline, PipelineOptions
-from tests.e2e.harness import AgentProcess, ControlPlane, wait_for
-from tests.services.api_server import running_api
-from tests.services.postgres import migrated_context
+from tests.e2e.harness import AgentProcess, ControlPlane, control_plane, wait_for
 
 if TYPE_CHECKING:
     from tests.services.mosquitto import DynsecBroker
@@ -120,38 +113,17 @@ class ReplyTap:
 @contextmanager
 def command_plane(pg_url: str, broker: DynsecBroker, tmp: Path) -> Iterator[CommandPlane]:
     """PostgreSQL, ingest and the API, which sends commands as the estate-control login."""
-    ctx = migrated_context(
-        pg_url,
-        data_dir=tmp,
-        mqtt_url=broker.url_for(*broker.ingest),
-        mqtt_control_url=broker.url_for(*broker.control),
-        mqtt_public_url=f"mqtt://127.0.0.1:{broker.port}",
-        mqtt_credentials="dynsec",
-        mqtt_admin_username=broker.admin[0],
-        mqtt_admin_password=broker.admin[1],
-        sweep_interval_s=1,
-        offline_after_s=30,
-    )
-    with transaction(ctx.sessions) as session:
-        admin = create_user(session=session, username="commands-admin", role="estate-admin")
-        token = issue_token(session=session, user=admin)
     # No session outlives the test: a parked shared subscription would take a share of
     # later tests' messages on the same broker.
-    pipeline = IngestPipeline(
-        ctx,
-        PipelineOptions(client_id=f"commands-ingest-{os.getpid()}", session_expiry_s=0),
-        metrics=IngestMetrics(CollectorRegistry()),
-    )
-    thread = threading.Thread(target=pipeline.run, name="ingest", daemon=True)
-    thread.start()
-    assert pipeline.wait_ready(20), "ingest did not subscribe"
-    try:
-        with running_api(ctx.settings) as base:
-            yield CommandPlane(ctx, base, token, broker, tmp)
-    finally:
-        pipeline.stop()
-        thread.join(timeout=20)
-        ctx.close()
+    with control_plane(
+        pg_url,
+        broker,
+        tmp,
+        username="commands-admin",
+        ingest_id="commands-ingest",
+        session_expiry_s=0,
+    ) as plane:
+        yield CommandPlane(plane.ctx, plane.base_url, plane.admin_token, broker, tmp)
 
 
 __all__ = ["CommandPlane", "ReplyTap", "command_plane", "wait_for"]

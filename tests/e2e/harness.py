@@ -115,11 +115,21 @@ def wait_for(check: Callable[[], Any], timeout_s: float, what: str, every: float
 
 
 @contextmanager
-def control_plane(pg_url: str, broker: DynsecBroker, tmp: Path) -> Iterator[ControlPlane]:
+def control_plane(
+    pg_url: str,
+    broker: DynsecBroker,
+    tmp: Path,
+    *,
+    username: str = "e2e-admin",
+    ingest_id: str = "e2e-ingest",
+    session_expiry_s: int = 600,
+) -> Iterator[ControlPlane]:
+    """PostgreSQL, ingest and the API; commands go out as the estate-control login."""
     ctx = migrated_context(
         pg_url,
         data_dir=tmp,
         mqtt_url=broker.url_for(*broker.ingest),
+        mqtt_control_url=broker.url_for(*broker.control),
         mqtt_public_url=f"mqtt://127.0.0.1:{broker.port}",
         mqtt_credentials="dynsec",
         mqtt_admin_username=broker.admin[0],
@@ -128,11 +138,11 @@ def control_plane(pg_url: str, broker: DynsecBroker, tmp: Path) -> Iterator[Cont
         offline_after_s=30,
     )
     with transaction(ctx.sessions) as session:
-        admin = create_user(session=session, username="e2e-admin", role="estate-admin")
+        admin = create_user(session=session, username=username, role="estate-admin")
         token = issue_token(session=session, user=admin)
     pipeline = IngestPipeline(
         ctx,
-        PipelineOptions(client_id=f"e2e-ingest-{os.getpid()}", session_expiry_s=600),
+        PipelineOptions(client_id=f"{ingest_id}-{os.getpid()}", session_expiry_s=session_expiry_s),
         metrics=IngestMetrics(CollectorRegistry()),
     )
     thread = threading.Thread(target=pipeline.run, name="ingest", daemon=True)

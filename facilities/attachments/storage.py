@@ -33,6 +33,33 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+UPLOAD_TYPES = "a JPEG, PNG or HEIC photo, or a PDF"
+
+
+class Unacceptable(ValueError):
+    """An upload refused for its size (413) or content (415), with a sentence to show."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def accept(data: bytes, limit: int) -> str:
+    """The content type of an upload read as up to `limit + 1` bytes; Unacceptable if refused."""
+    if len(data) > limit:
+        raise Unacceptable(
+            413, f"The file is larger than {limit // 1024} KiB; send a smaller photo."
+        )
+    content_type = sniff(data[:16])
+    if content_type is None:
+        raise Unacceptable(
+            415,
+            f"The file's content is not {UPLOAD_TYPES}, whatever its name says; send one of those.",
+        )
+    return content_type
+
+
 class UnknownKey(LookupError):
     """No stored object under this key (or the key is not one this storage gives out)."""
 

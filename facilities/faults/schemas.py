@@ -65,6 +65,11 @@ class TransitionRequest(BaseModel):
     version: int | None = Field(
         default=None, ge=1, description="The version you loaded; refused with 409 if stale"
     )
+    assignee: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Username to assign the fault to (when assigning); you if left out",
+    )
 
 
 class MoveRefusedOut(BaseModel):
@@ -105,6 +110,7 @@ class FaultItem(BaseModel):
     description: str
     reporter: str
     team: str | None
+    assignee: str | None
     hold_reason: str | None
     resolution: str | None
     reported_at: datetime
@@ -138,7 +144,15 @@ class FaultDetailOut(FaultItem):
 
 class FaultPageOut(BaseModel):
     items: list[FaultItem]
-    count: int
+    count: int = Field(
+        description="Faults matching the filters, across all pages; counting stops at "
+        "10,000 (see count_capped)"
+    )
+    count_capped: bool = Field(
+        default=False,
+        description="true: more faults than count match (shown as e.g. '10,000+'); narrow "
+        "the filters for an exact figure",
+    )
     next_cursor: str | None
 
 

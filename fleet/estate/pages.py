@@ -267,15 +267,6 @@ def needing_attention(request: Request, session: DbSession, principal: PagePrinc
     )
 
 
-@router.get("/faults", response_class=HTMLResponse)
-def faults(request: Request, principal: PagePrincipal) -> Response:
-    return templates.TemplateResponse(
-        request,
-        "estate/faults.html",
-        page_context(request, page_title="Faults", principal=principal, active_nav="faults"),
-    )
-
-
 @dataclass
 class Place:
     path: str

@@ -3,25 +3,20 @@
 from __future__ import annotations
 
 import logging
-import smtplib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
-from urllib.parse import urlsplit
 
-import httpx
 from sqlalchemy.orm import Session
 
 from facilities.faults.models import FaultNotificationRoute
 from facilities.faults.sla import SlaChange
 from fleet.audit.service import record
 from fleet.db import utcnow
+from fleet.notify import transport
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
 
-WEBHOOK_TIMEOUT_S = 10.0
-SMTP_TIMEOUT_S = 10.0
 WORDS = {"at_risk": "is at risk of missing its target", "breached": "has missed its target"}
 
 
@@ -71,16 +66,8 @@ def sentence(change: SlaChange) -> str:
 
 
 def send_email(settings: Settings, to: str, change: SlaChange) -> None:
-    parts = urlsplit(settings.smtp_url)
-    message = EmailMessage()
-    message["From"] = settings.smtp_from
-    message["To"] = to
-    message["Subject"] = f"[{change.kind.replace('_', ' ')}] {change.reference}"
-    message.set_content(sentence(change))
-    with smtplib.SMTP(parts.hostname or "localhost", parts.port or 25, timeout=SMTP_TIMEOUT_S) as s:
-        if parts.username:
-            s.login(parts.username, parts.password or "")
-        s.send_message(message)
+    subject = f"[{change.kind.replace('_', ' ')}] {change.reference}"
+    transport.send_email(settings, to, subject, sentence(change))
 
 
 def post_webhook(url: str, change: SlaChange) -> None:
@@ -93,7 +80,7 @@ def post_webhook(url: str, change: SlaChange) -> None:
         "category": change.category,
         "due": change.due.isoformat(),
     }
-    httpx.post(url, json=body, timeout=WEBHOOK_TIMEOUT_S).raise_for_status()
+    transport.post_json(url, body)
 
 
 def deliver(settings: Settings, routes: dict[str, Route], changes: Sequence[SlaChange]) -> int:
@@ -104,7 +91,7 @@ def deliver(settings: Settings, routes: dict[str, Route], changes: Sequence[SlaC
         if route.email_to and settings.smtp_url:
             try:
                 send_email(settings, route.email_to, change)
-            except (OSError, smtplib.SMTPException):
+            except transport.DeliveryFailed:
                 failures += 1
                 log.exception(
                     "SLA email for %s (%s) to %s via %s failed",
@@ -116,7 +103,7 @@ def deliver(settings: Settings, routes: dict[str, Route], changes: Sequence[SlaC
         if route.webhook_url:
             try:
                 post_webhook(route.webhook_url, change)
-            except httpx.HTTPError:
+            except transport.DeliveryFailed:
                 failures += 1
                 log.exception(
                     "SLA webhook for %s (%s) to %s failed",

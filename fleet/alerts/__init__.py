@@ -1,0 +1,1 @@
+"""Health alerts: rules over device state, quiet windows, grouping and notifications."""

@@ -18,8 +18,9 @@ from fleet.api.deps import AppSettings, DbSession, Principal, current_principal_
 from fleet.api.deps import get_context as app_context
 from fleet.api.pagination import encode_cursor
 from fleet.db import transaction, utcnow
-from fleet.devices import charts
+from fleet.devices import action_pages, charts, search_pages
 from fleet.devices.listing import (
+    DRIFT_LABELS,
     HEALTH_LABELS,
     KIND_LABELS,
     ONLINE_LABELS,
@@ -48,6 +49,8 @@ from fleet.web.templating import make_templates, page_context
 
 log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
+router.include_router(action_pages.router)
+router.include_router(search_pages.router)
 templates = make_templates()
 
 CSV_CAP = 200_000
@@ -196,6 +199,7 @@ def _options() -> dict[str, list[tuple[str, str]]]:
         "online": list(ONLINE_LABELS.items()),
         "health": [(h, HEALTH_LABELS[h]) for h in HEALTH_LEVELS],
         "lifecycle": [(lc, lc.capitalize()) for lc in LIFECYCLES],
+        "drift": list(DRIFT_LABELS.items()),
         "limit": [(str(n), f"{n} a page") for n in PAGE_SIZES],
     }
 
@@ -209,6 +213,7 @@ def _selected(query: ListQuery, prison_names: dict[str, str]) -> list[dict[str, 
         ("online", "Status", ONLINE_LABELS.get(query.online, "")),
         ("health", "Health", HEALTH_LABELS.get(query.health, "")),
         ("lifecycle", "Lifecycle", query.lifecycle.capitalize()),
+        ("drift", "Configuration", DRIFT_LABELS.get(query.drift, "")),
         ("q", "Search", query.q),
     ]
     return [
@@ -377,6 +382,12 @@ def device_page(
             describe=describe,
             event_labels=EVENT_LABELS,
             box=CHART_BOX,
+            panel=action_pages.panel_context(
+                session=session,
+                principal=principal,
+                device=found.device,
+                query=request.query_params,
+            ),
         ),
     )
 

@@ -1,22 +1,18 @@
-"""What blocks a prison's rollout: overdue milestones plus faults from pluggable sources."""
+"""What blocks a prison's rollout: overdue milestones, blocking faults and any other source."""
 
 from __future__ import annotations
 
-import importlib
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import inspect, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from facilities.faults.models import Fault
+from facilities.faults.workflow import OPEN_STATUSES
 from fleet.rollout.models import Milestone
-
-log = logging.getLogger(__name__)
-
-FAULTS_MODULE = "facilities.faults.models"
 
 
 @dataclass(frozen=True)
@@ -49,66 +45,30 @@ def milestone_blockers(milestones: Sequence[Milestone], today: date) -> list[Blo
 
 
 class FaultBlockers:
-    """Open facilities faults flagged as blocking rollout; nothing while faults cannot say so."""
-
-    NEEDED = ("id", "prison_code", "blocks_rollout")
-
-    def __init__(self) -> None:
-        self._columns: dict[str, set[str]] = {}
-
-    def _fault_table(self, session: Session) -> Any | None:
-        try:
-            module = importlib.import_module(FAULTS_MODULE)
-        except ModuleNotFoundError as exc:
-            if exc.name and FAULTS_MODULE.startswith(exc.name):
-                return None
-            raise
-        table = getattr(getattr(module, "Fault", None), "__table__", None)
-        if table is None:
-            return None
-        bind = session.get_bind()
-        key = str(bind.engine.url)
-        if key not in self._columns:
-            # The database may be older than the code: use only columns it really has.
-            inspector = inspect(bind)
-            self._columns[key] = (
-                {c["name"] for c in inspector.get_columns(table.name)}
-                if inspector.has_table(table.name)
-                else set()
-            )
-            if not all(name in self._columns[key] for name in self.NEEDED):
-                log.info("no %s table with %s; no fault blocks rollout", table.name, self.NEEDED)
-        present = self._columns[key]
-        return table if all(name in present for name in self.NEEDED) else None
+    """Open facilities faults at the prison that were reported as blocking the rollout."""
 
     def blockers(
         self, *, session: Session, prison_codes: Sequence[str]
     ) -> dict[str, list[Blocker]]:
         found: dict[str, list[Blocker]] = {code: [] for code in prison_codes}
-        table = self._fault_table(session) if prison_codes else None
-        if table is None:
+        if not prison_codes:
             return found
-        present = self._columns[str(session.get_bind().engine.url)]
-        wanted = [
-            table.c[n]
-            for n in ("id", "prison_code", "reference", "description", "reported_at")
-            if n in present
-        ]
-        stmt = select(*wanted).where(
-            table.c.prison_code.in_(prison_codes), table.c.blocks_rollout.is_(True)
+        stmt = (
+            select(Fault.prison_code, Fault.reference, Fault.description, Fault.reported_at)
+            .where(
+                Fault.prison_code.in_(prison_codes),
+                Fault.blocks_rollout.is_(True),
+                Fault.status.in_(OPEN_STATUSES),
+            )
+            .order_by(Fault.reported_at, Fault.id)
         )
-        for finished in ("cleared_at", "closed_at"):
-            if finished in present:
-                stmt = stmt.where(table.c[finished].is_(None))
-        for row in session.execute(stmt.order_by(table.c.id)).mappings():
-            reference = str(row.get("reference") or row["id"])
-            text = str(row.get("description") or "fault").splitlines()[0][:120]
-            opened = row.get("reported_at")
-            found[row["prison_code"]].append(
+        for code, reference, description, reported_at in session.execute(stmt):
+            summary = (description or "fault").splitlines()[0][:120]
+            found[code].append(
                 Blocker(
                     "fault",
-                    f"fault {reference}: {text}",
-                    opened.date() if opened is not None else None,
+                    f"fault {reference}: {summary}",
+                    reported_at.date() if reported_at is not None else None,
                     f"fault:{reference}",
                 )
             )

@@ -34,6 +34,8 @@ AsOf = Annotated[
     Query(ge=EARLIEST, le=LATEST, description="Judge the gate and RAG as of this day"),
 ]
 SINCE = re.compile(r"^(\d{1,3})d$")
+# A whole programme's overview may show device counts this old (one plan's are always fresh).
+OVERVIEW_COUNTS_MAX_AGE_S = 15.0
 
 
 def answer_refusal(exc: service.Refused) -> NoReturn:
@@ -119,6 +121,7 @@ def plan_out(view: PlanView) -> PlanOut:
             enrolled=view.counts.enrolled,
             online_now=view.counts.online,
             healthy_now=view.counts.healthy,
+            counted_at=view.counted_at,
             enrolled_pct=view.enrolled_pct,
             online_pct_now=view.online_pct_now,
             online_last_7_days=shares[-7:],
@@ -140,8 +143,12 @@ def views_for(
     today: date,
     plans: list[PrisonPlan] | None = None,
 ) -> list[PlanView]:
+    max_age = 0.0
     if plans is None:
         plans = service.plans_of(
             session=session, programme_id=programme.id, caseload=principal.scope
         )
-    return plan_views(session=session, programme=programme, plans=plans, today=today)
+        max_age = OVERVIEW_COUNTS_MAX_AGE_S
+    return plan_views(
+        session=session, programme=programme, plans=plans, today=today, counts_max_age_s=max_age
+    )

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from fleet.audit.service import record
 from fleet.db import utcnow
+from fleet.rollout import counts as counting
 from fleet.rollout import measure
 from fleet.rollout.models import DEVICES_ENROLLED, Milestone, PlanSnapshot, PrisonPlan, Programme
 
@@ -30,14 +31,14 @@ def take_snapshots(*, session: Session, day: date) -> int:
             session.scalars(select(PrisonPlan).where(PrisonPlan.programme_id == programme.id))
         )
         codes = [p.prison_code for p in plans]
-        cells = measure.cell_counts(session=session, prison_codes=codes)
-        counts = measure.live_counts(
+        cells = counting.cell_counts(session=session, prison_codes=codes)
+        counts = counting.live_counts(
             session=session, prison_codes=codes, kinds=programme.device_kinds
         )
         rows = []
         for plan in plans:
             expected, _ = measure.expected_devices(plan, programme, cells.get(plan.prison_code, 0))
-            live = counts.get(plan.prison_code, measure.LiveCounts())
+            live = counts.get(plan.prison_code, counting.LiveCounts())
             rows.append(
                 {
                     "plan_id": plan.id,
@@ -117,46 +118,70 @@ def burnup(
     until: date,
     days: int = BURNUP_MAX_DAYS,
 ) -> list[BurnupPoint]:
-    """Per day from the programme start (or first snapshot) to `until`, at most `days` days."""
+    """Per day from the programme start (or first snapshot) to `until`, at most `days` days.
+
+    A prison counts as live on a day when that day and the gate_days - 1 before it each had a
+    snapshot at or above the gate, as `measure.gate` judges it; one pass per plan.
+    """
     earliest = until - timedelta(days=min(days, BURNUP_MAX_DAYS) - 1)
-    # The gate on the first day shown looks back over the days before it.
-    history = measure.snapshots_for(
-        session=session,
-        plan_ids=[p.id for p in plans],
-        since=earliest - timedelta(days=programme.gate_days),
-        until=until,
+    gate_pct, gate_days = programme.gate_online_pct, programme.gate_days
+    # The gate on the first day shown looks back over the days before it. Plain rows, walked
+    # once: a whole programme's history is a hundred thousand of them.
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                PlanSnapshot.plan_id,
+                PlanSnapshot.day,
+                PlanSnapshot.expected,
+                PlanSnapshot.enrolled,
+                PlanSnapshot.online,
+            )
+            .where(
+                PlanSnapshot.plan_id.in_([p.id for p in plans]),
+                PlanSnapshot.day >= earliest - timedelta(days=gate_days),
+                PlanSnapshot.day <= until,
+            )
+            .order_by(PlanSnapshot.plan_id, PlanSnapshot.day)
+        )
+        .all()
     )
-    first = min((s[0].day for s in history.values() if s), default=programme.start_date)
-    day = max(earliest, min(programme.start_date, first))
-    # Walk each plan's snapshots once, keeping the days seen so far for the gate.
-    seen: dict[int, list[PlanSnapshot]] = {p.id: [] for p in plans}
-    cursor = dict.fromkeys(seen, 0)
-    window = programme.gate_days + 1
-    points = []
-    while day <= until:
-        live = planned = enrolled = expected = 0
-        for plan in plans:
-            snaps = history[plan.id]
-            while cursor[plan.id] < len(snaps) and snaps[cursor[plan.id]].day <= day:
-                seen[plan.id].append(snaps[cursor[plan.id]])
-                cursor[plan.id] += 1
-            planned += plan.planned_go_live <= day
-            recent = seen[plan.id][-window:]
-            if recent and recent[-1].day == day:
-                enrolled += recent[-1].enrolled
-                expected += recent[-1].expected
-                live += measure.gate(recent, programme, day).live
-        points.append(BurnupPoint(day, live, planned, enrolled, expected))
-        day += timedelta(days=1)
-    return points
+    first = min((row[1] for row in rows), default=programme.start_date)
+    start = max(earliest, min(programme.start_date, first))
+    span = (until - start).days + 1
+    if span <= 0:
+        return []
+    origin = start.toordinal()
+    live, planned = [0] * span, [0] * span
+    enrolled, expected = [0] * span, [0] * span
+    streak, previous, current_plan = 0, -2, None
+    for plan_id, day, want, have, online in rows:
+        ordinal = day.toordinal()
+        if plan_id != current_plan:
+            streak, previous, current_plan = 0, -2, plan_id
+        met = want > 0 and measure.share_pct(online, want) >= gate_pct
+        streak = (streak + 1 if ordinal - previous == 1 else 1) if met else 0
+        previous = ordinal
+        index = ordinal - origin
+        if index >= 0:
+            enrolled[index] += have
+            expected[index] += want
+            live[index] += gate_days > 0 and streak >= gate_days
+    for plan in plans:
+        for index in range(max(0, plan.planned_go_live.toordinal() - origin), span):
+            planned[index] += 1
+    return [
+        BurnupPoint(start + timedelta(days=i), live[i], planned[i], enrolled[i], expected[i])
+        for i in range(span)
+    ]
 
 
 @dataclass(frozen=True)
 class Change:
     plan: PrisonPlan
     since: date
-    then: PlanSnapshot | None
-    now: PlanSnapshot | None
+    then: measure.DaySnapshot | None
+    now: measure.DaySnapshot | None
     live_then: bool
     live_now: bool
     milestones_completed: list[str]

@@ -6,12 +6,11 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from typing import NamedTuple
 
-from sqlalchemy import and_, case, false, func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from fleet.devices.models import Device, DeviceState
-from fleet.estate.models import Location
 from fleet.rollout.models import PlanSnapshot, PrisonPlan, Programme
 
 # A forecast later than planned by more than this many days is red; any slip is amber.
@@ -23,11 +22,14 @@ TREND_WINDOW_DAYS = 28
 FORECAST_HORIZON_DAYS = 3650
 
 
-@dataclass(frozen=True)
-class LiveCounts:
-    enrolled: int = 0
-    online: int = 0
-    healthy: int = 0
+class DaySnapshot(NamedTuple):
+    """One plan's figures on one day, as the daily job recorded them."""
+
+    day: date
+    expected: int
+    enrolled: int
+    online: int
+    healthy: int
 
 
 @dataclass(frozen=True)
@@ -50,51 +52,11 @@ class Rag:
     reasons: list[str] = field(default_factory=list)
 
 
-def cell_counts(*, session: Session, prison_codes: Sequence[str]) -> dict[str, int]:
-    """Cells per prison in the location tree."""
-    if not prison_codes:
-        return {}
-    rows = session.execute(
-        select(Location.prison_code, func.count())
-        .where(Location.prison_code.in_(prison_codes), Location.kind == "cell")
-        .group_by(Location.prison_code)
-    ).all()
-    return {code: int(count) for code, count in rows}
-
-
 def expected_devices(plan: PrisonPlan, programme: Programme, cells: int) -> tuple[int, str]:
     """The entered figure, or cells x devices per cell; with where it came from."""
     if plan.expected_devices is not None:
         return plan.expected_devices, "entered"
     return cells * programme.devices_per_cell, "cells"
-
-
-def live_counts(
-    *, session: Session, prison_codes: Sequence[str], kinds: Sequence[str]
-) -> dict[str, LiveCounts]:
-    """Enrolled devices of these kinds per prison, and how many are online and healthy now."""
-    if not prison_codes or not kinds:
-        return {}
-    online = func.coalesce(DeviceState.online, false())
-    rows = session.execute(
-        select(
-            Device.prison_code,
-            func.count(),
-            func.sum(case((online, 1), else_=0)),
-            func.sum(case((and_(online, DeviceState.health == "ok"), 1), else_=0)),
-        )
-        .outerjoin(DeviceState, DeviceState.device_id == Device.id)
-        .where(
-            Device.prison_code.in_(prison_codes),
-            Device.kind.in_(kinds),
-            Device.lifecycle == "enrolled",
-        )
-        .group_by(Device.prison_code)
-    ).all()
-    return {
-        code: LiveCounts(int(enrolled), int(on or 0), int(ok or 0))
-        for code, enrolled, on, ok in rows
-    }
 
 
 def share_pct(online: int, expected: int) -> float:
@@ -103,13 +65,20 @@ def share_pct(online: int, expected: int) -> float:
 
 def snapshots_for(
     *, session: Session, plan_ids: Sequence[int], since: date, until: date
-) -> dict[int, list[PlanSnapshot]]:
-    """Snapshots per plan between two days inclusive, oldest first."""
-    found: dict[int, list[PlanSnapshot]] = {pid: [] for pid in plan_ids}
+) -> dict[int, list[DaySnapshot]]:
+    """Snapshots per plan between two days inclusive, oldest first (plain tuples: many rows)."""
+    found: dict[int, list[DaySnapshot]] = {pid: [] for pid in plan_ids}
     if not plan_ids:
         return found
-    rows = session.scalars(
-        select(PlanSnapshot)
+    rows = session.execute(
+        select(
+            PlanSnapshot.plan_id,
+            PlanSnapshot.day,
+            PlanSnapshot.expected,
+            PlanSnapshot.enrolled,
+            PlanSnapshot.online,
+            PlanSnapshot.healthy,
+        )
         .where(
             PlanSnapshot.plan_id.in_(plan_ids),
             PlanSnapshot.day >= since,
@@ -117,12 +86,12 @@ def snapshots_for(
         )
         .order_by(PlanSnapshot.plan_id, PlanSnapshot.day)
     )
-    for row in rows:
-        found[row.plan_id].append(row)
+    for plan_id, day, expected, enrolled, online, healthy in rows:
+        found[plan_id].append(DaySnapshot(day, expected, enrolled, online, healthy))
     return found
 
 
-def daily_shares(snapshots: Sequence[PlanSnapshot], until: date, days: int) -> list[DayShare]:
+def daily_shares(snapshots: Sequence[DaySnapshot], until: date, days: int) -> list[DayShare]:
     """Share of expected devices online on each of the last `days` days, oldest first."""
     by_day = {s.day: s for s in snapshots}
     shares = []
@@ -133,7 +102,7 @@ def daily_shares(snapshots: Sequence[PlanSnapshot], until: date, days: int) -> l
     return shares
 
 
-def gate(snapshots: Sequence[PlanSnapshot], programme: Programme, as_of: date) -> Gate:
+def gate(snapshots: Sequence[DaySnapshot], programme: Programme, as_of: date) -> Gate:
     """Live only when the online share met the gate on each of the last N days with snapshots.
 
     The window ends today if today's snapshot exists, else yesterday; a missing day breaks it.
@@ -157,7 +126,7 @@ def gate(snapshots: Sequence[PlanSnapshot], programme: Programme, as_of: date) -
     )
 
 
-def forecast_go_live(snapshots: Sequence[PlanSnapshot], expected: int) -> date | None:
+def forecast_go_live(snapshots: Sequence[DaySnapshot], expected: int) -> date | None:
     """The day a straight-line fit of enrolled over time reaches expected; None with no trend."""
     if expected <= 0:
         return None
@@ -196,6 +165,7 @@ def rag(
     overdue: Sequence[str],
     blockers: Sequence[str],
     today: date,
+    dark: Sequence[tuple[str, int]] = (),
 ) -> Rag:
     """Red, amber or green with every reason a person needs to act on."""
     result = Rag("green")
@@ -225,6 +195,8 @@ def rag(
             worsen("red", f"planned go-live {planned.isoformat()} has passed and the gate fails")
     if complete and online_pct_now < gate_pct:
         worsen("amber", f"only {online_pct_now}% of expected devices online now (gate {gate_pct}%)")
+    for path, devices in dark:
+        worsen("amber", f"landing {path} has gone dark: none of its {devices} device(s) online")
     for name in overdue:
         worsen("amber", f"milestone overdue: {name}")
     for title in blockers:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.estate.models import Prison
+from fleet.rollout import counts as counting
 from fleet.rollout import measure
 from fleet.rollout.blockers import (
     DEFAULT_SOURCES,
@@ -31,7 +32,7 @@ class PlanView:
     prison_name: str
     expected: int
     expected_source: str
-    counts: measure.LiveCounts
+    counts: counting.LiveCounts
     shares_14d: list[measure.DayShare]
     gate: measure.Gate
     forecast: date | None
@@ -39,6 +40,7 @@ class PlanView:
     blockers: list[Blocker]
     milestones: list[Milestone]
     today: date
+    counted_at: datetime  # when enrolled/online/healthy now were counted
 
     @property
     def enrolled_pct(self) -> float:
@@ -63,15 +65,24 @@ def plan_views(
     plans: Sequence[PrisonPlan],
     today: date,
     sources: Sequence[BlockerSource] = DEFAULT_SOURCES,
+    counts_max_age_s: float = 0,
 ) -> list[PlanView]:
-    """Everything the overview shows, computed for all plans in a few grouped queries."""
+    """Everything the overview shows, computed for all plans in a few grouped queries.
+
+    With `counts_max_age_s`, device counts up to that old are reused (see EstateCounts).
+    """
     codes = [p.prison_code for p in plans]
     ids = [p.id for p in plans]
     names = dict(
         session.execute(select(Prison.code, Prison.name).where(Prison.code.in_(codes))).all()
     )
-    cells = measure.cell_counts(session=session, prison_codes=codes)
-    counts = measure.live_counts(session=session, prison_codes=codes, kinds=programme.device_kinds)
+    counted = counting.counts_for(
+        session=session,
+        prison_codes=codes,
+        kinds=programme.device_kinds,
+        max_age_s=counts_max_age_s,
+    )
+    cells, counts = counted.cells, counted.live
     history = measure.snapshots_for(
         session=session,
         plan_ids=ids,
@@ -83,7 +94,7 @@ def plan_views(
     views = []
     for plan in plans:
         expected, source = measure.expected_devices(plan, programme, cells.get(plan.prison_code, 0))
-        live = counts.get(plan.prison_code, measure.LiveCounts())
+        live = counts.get(plan.prison_code, counting.LiveCounts())
         snaps = history[plan.id]
         gate = measure.gate(snaps, programme, today)
         forecast = measure.forecast_go_live(snaps, expected)
@@ -99,6 +110,7 @@ def plan_views(
             overdue=[m.name for m in overdue_milestones(milestones[plan.id], today)],
             blockers=[b.title for b in blockers if b.kind != "milestone"],
             today=today,
+            dark=counted.dark.get(plan.prison_code, []),
         )
         views.append(
             PlanView(
@@ -114,6 +126,7 @@ def plan_views(
                 blockers=blockers,
                 milestones=milestones[plan.id],
                 today=today,
+                counted_at=counted.counted_at,
             )
         )
     return views

@@ -13,7 +13,7 @@ from fleet.api.deps import DbSession, Principal
 from fleet.db import utcnow
 from fleet.estate.pages import places_in_prison
 from fleet.rollout import history, service
-from fleet.rollout.common import READ, WRITE
+from fleet.rollout.common import OVERVIEW_COUNTS_MAX_AGE_S, READ, WRITE
 from fleet.rollout.models import PrisonPlan, Programme
 from fleet.rollout.overview import PlanView, plan_views
 from fleet.rollout.schemas import EARLIEST, LATEST, MilestoneUpdate
@@ -117,7 +117,13 @@ def overview_page(
     plans = service.plans_of(
         session=session, programme_id=programme.id, caseload=page_scope(request, principal)
     )
-    views = plan_views(session=session, programme=programme, plans=plans, today=today)
+    views = plan_views(
+        session=session,
+        programme=programme,
+        plans=plans,
+        today=today,
+        counts_max_age_s=OVERVIEW_COUNTS_MAX_AGE_S,
+    )
     waves = sorted({v.plan.wave for v in views})
     shown = [
         v
@@ -145,6 +151,7 @@ def overview_page(
             query={"sort": sort, "order": order, "rag": rag, "wave": wave},
             burnup=recent,
             chart=_chart(recent),
+            counted_at=views[0].counted_at if views else None,
         ),
     )
 
@@ -157,6 +164,7 @@ def _prison_page(
     plan: PrisonPlan,
     problem: str = "",
     status_code: int = 200,
+    typed: TypedMilestone | None = None,
 ) -> Response:
     view: PlanView = plan_views(
         session=session, programme=programme, plans=[plan], today=utcnow().date()
@@ -175,6 +183,7 @@ def _prison_page(
             wings=wings,
             can_edit=principal.can(WRITE),
             problem=problem,
+            typed=typed,
         ),
         status_code=status_code,
     )
@@ -191,17 +200,60 @@ def prison_page(
     return _prison_page(request, session, principal, programme, plan)
 
 
-def _form_date(form: Any, name: str) -> date | None:
-    raw = str(form.get(name) or "").strip()
+@dataclass(frozen=True)
+class TypedMilestone:
+    """What a person typed into one milestone row, re-shown when it cannot be saved."""
+
+    milestone_id: int
+    values: dict[str, str]
+    field: str  # the input to fix, e.g. "due_date"
+
+
+class MilestoneFormError(ValueError):
+    """A milestone form that cannot be read; `typed` holds what to show again."""
+
+    def __init__(self, message: str, typed: TypedMilestone) -> None:
+        super().__init__(message)
+        self.typed = typed
+
+
+def _form_date(raw: str, name: str) -> date | None:
     if not raw:
         return None
+    label = name.replace("_", " ")
     try:
         value = date.fromisoformat(raw)
     except ValueError as exc:
-        raise ValueError(f"{name.replace('_', ' ')} {raw!r} is not a date like 2026-07-31") from exc
+        raise ValueError(f"The {label} {raw!r} is not a date like 2026-07-31") from exc
     if not EARLIEST <= value <= LATEST:
-        raise ValueError(f"{name.replace('_', ' ')} must lie between {EARLIEST} and {LATEST}")
+        raise ValueError(f"The {label} must lie between {EARLIEST} and {LATEST}")
     return value
+
+
+def _milestone_form(milestone_id: int, form: Any) -> MilestoneUpdate:
+    """The edit as typed; ValueError names the first field that cannot be read."""
+    typed = {
+        name: str(form.get(name) or "").strip()
+        for name in ("owner", "note", "due_date", "done_date", "version")
+    }
+    dates: dict[str, date | None] = {}
+    for name in ("due_date", "done_date"):
+        try:
+            dates[name] = _form_date(typed[name], name)
+        except ValueError as exc:
+            raise MilestoneFormError(str(exc), TypedMilestone(milestone_id, typed, name)) from exc
+    if len(typed["owner"]) > 200 or len(typed["note"]) > 4000:
+        name = "owner" if len(typed["owner"]) > 200 else "note"
+        limit = 200 if name == "owner" else 4000
+        raise MilestoneFormError(
+            f"The {name} must be {limit} characters or fewer",
+            TypedMilestone(milestone_id, typed, name),
+        )
+    # A missing or mangled version reads as the first, so the stale-edit check refuses it.
+    version = int(typed["version"]) if typed["version"].isdigit() else 1
+    return MilestoneUpdate(
+        version=max(1, min(version, 2**31 - 1)), owner=typed["owner"], note=typed["note"], **dates
+    )
 
 
 @router.post(
@@ -222,15 +274,11 @@ async def edit_milestone(
     plan = _visible_plan(request, session, principal, programme.id, code)
     form = await request.form()
     try:
-        data = MilestoneUpdate(
-            version=int(str(form.get("version") or "0")),
-            owner=str(form.get("owner") or "")[:200],
-            note=str(form.get("note") or "")[:4000],
-            due_date=_form_date(form, "due_date"),
-            done_date=_form_date(form, "done_date"),
+        data = _milestone_form(milestone_id, form)
+    except MilestoneFormError as exc:
+        return _prison_page(
+            request, session, principal, programme, plan, str(exc), 422, typed=exc.typed
         )
-    except ValueError as exc:
-        return _prison_page(request, session, principal, programme, plan, str(exc), 422)
     try:
         service.update_milestone(
             session=session,

@@ -97,6 +97,7 @@ CSV_COLUMNS = (
     "next_milestone",
     "next_milestone_due",
     "blockers",
+    "rag_reasons",
 )
 
 
@@ -128,6 +129,7 @@ def export_csv(
                 nxt.name if nxt else "",
                 nxt.due_date.isoformat() if nxt and nxt.due_date else "",
                 "; ".join(b.title for b in view.blockers),
+                "; ".join(view.rag.reasons),
             ]
         )
     filename = f"programme-{programme.id}-prisons.csv"

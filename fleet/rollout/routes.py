@@ -79,6 +79,17 @@ def update_programme(
 ) -> ProgrammeOut:
     """Change the fields sent; a changed template applies to prisons added afterwards."""
     programme = programme_or_404(session, programme_id)
+    if principal.scope:
+        codes = {
+            p.prison_code for p in service.plans_of(session=session, programme_id=programme.id)
+        }
+        outside = sorted(codes - set(principal.scope))
+        if outside:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"This programme also plans {len(outside)} prison(s) outside your caseload, "
+                "whose gate and milestones would change too; ask a national manager.",
+            )
     try:
         service.update_programme(
             session=session, actor=principal.username, programme=programme, data=body

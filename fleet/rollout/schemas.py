@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,6 +147,9 @@ class ProgressOut(BaseModel):
     enrolled: int
     online_now: int
     healthy_now: int
+    counted_at: datetime = Field(
+        description="When the now figures were counted; a whole programme's may be seconds old"
+    )
     enrolled_pct: float
     online_pct_now: float
     online_last_7_days: list[DayShareOut]

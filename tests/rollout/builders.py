@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from fleet.context import Context
 from fleet.db import transaction
 from fleet.devices.models import Device, DeviceState
+from fleet.estate.models import Location
 from fleet.rollout.history import take_snapshots
 from fleet.rollout.models import PrisonPlan, Programme
 from fleet.rollout.schemas import PlanCreate, ProgrammeCreate
@@ -91,6 +92,16 @@ def set_online(ctx: Context, prison: str, online: int) -> None:
         )
         session.execute(
             update(DeviceState).where(DeviceState.device_id.in_(ids[:online])).values(online=True)
+        )
+
+
+def go_dark(ctx: Context, landing: str) -> None:
+    """Every device in the cells of `landing` (e.g. MDI-2-2) goes offline, as in a power cut."""
+    with transaction(ctx.sessions) as session:
+        cells = select(Location.id).where(Location.path.like(f"{landing}-%"))
+        devices = select(Device.id).where(Device.location_id.in_(cells))
+        session.execute(
+            update(DeviceState).where(DeviceState.device_id.in_(devices)).values(online=False)
         )
 
 

@@ -82,11 +82,14 @@ def test_programme_validation_names_the_field(api: Api) -> None:
     _programme(api)
     twice = _fields(api.post("/api/v1/programmes", json=programme_body(name="in-cell PHONES 2026")))
     assert list(twice) == ["name"]
-    pid = api.get("/api/v1/programmes").json()["items"][0]["id"]
+    stored = api.get("/api/v1/programmes").json()["items"]
+    assert [p["name"] for p in stored] == ["In-cell phones 2026"]
+    pid = stored[0]["id"]
     backwards = _fields(
         send(api, "PATCH", f"/api/v1/programmes/{pid}", json={"start_date": "2027-01-01"})
     )
     assert list(backwards) == ["target_date"]
+    assert api.get(f"/api/v1/programmes/{pid}").json()["start_date"] == "2026-01-05"
 
 
 def test_plans_validate_prisons_and_derive_expected_devices_from_cells(api: Api) -> None:
@@ -170,8 +173,18 @@ def test_milestones_come_from_the_template_and_edits_are_optimistically_locked(a
     stale = send(api, "PATCH", url, json={"version": 1, "note": "overwrite?"})
     assert stale.status_code == 409
     assert stale.json()["detail"]["current_version"] == 2
+    garbage = _fields(
+        send(
+            api,
+            "PATCH",
+            url,
+            json={"version": "two", "due_date": "31/07/2026", "owner": "x" * 201, "colour": 1},
+        )
+    )
+    assert set(garbage) == {"version", "due_date", "owner", "colour"}
     current = api.get(f"/api/v1/programmes/{pid}/prisons/MDI").json()
     assert current["milestones"][0]["note"] == "walked it"
+    assert (current["milestones"][0]["owner"], current["milestones"][0]["version"]) == ("Sam", 2)
     assert current["next_milestone"]["name"] == "Devices enrolled"
     send(
         api,
@@ -267,6 +280,20 @@ def test_caseload_sees_and_changes_only_its_prisons(api: Api) -> None:
     assert "MDI" not in csv_text
     assert [row.split(",")[0] for row in csv_text.splitlines()[1:]] == ["LEI"]
     assert send(api, "DELETE", f"/api/v1/programmes/{pid}", **lei_only).status_code == 403
+    # Programme-wide settings would change MDI's gate too.
+    retune = send(api, "PATCH", f"/api/v1/programmes/{pid}", json={"gate_days": 2}, **lei_only)
+    assert retune.status_code == 403
+    assert "outside your caseload" in retune.json()["detail"]
+    assert api.get(f"/api/v1/programmes/{pid}").json()["gate_days"] == 5
+    changes = api.get(f"/api/v1/programmes/{pid}/changes", **lei_only).json()["items"]
+    assert [c["prison_code"] for c in changes] == ["LEI"]
+    lei_programme = api.post(
+        "/api/v1/programmes", json=programme_body(name="LEI laptops"), **lei_only
+    ).json()["id"]
+    own = send(
+        api, "PATCH", f"/api/v1/programmes/{lei_programme}", json={"gate_days": 2}, **lei_only
+    )
+    assert own.status_code == 200, own.text
     with transaction(api.ctx.sessions) as session:
         plans = list(
             session.scalars(

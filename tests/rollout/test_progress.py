@@ -11,11 +11,19 @@ from sqlalchemy.orm import Session
 from fleet.audit.models import AuditEvent
 from fleet.context import Context
 from fleet.db import transaction
-from fleet.rollout.blockers import Blocker, BlockerSource, FaultBlockers
+from fleet.rollout.blockers import Blocker, BlockerSource
+from fleet.rollout.counts import ESTATE_COUNTS, Counts, counts_for
 from fleet.rollout.models import DEVICES_ENROLLED, Milestone, PrisonPlan, Programme
 from fleet.rollout.overview import PlanView, plan_views
 from tests.estate.factories import seed_locations
-from tests.rollout.builders import TODAY, add_devices, make_plan, set_online, snapshot
+from tests.rollout.builders import (
+    TODAY,
+    add_devices,
+    go_dark,
+    make_plan,
+    set_online,
+    snapshot,
+)
 
 # Milestones that fall due only around go-live, so early days are not overdue.
 LATE_TEMPLATE = [
@@ -119,10 +127,23 @@ def test_a_landing_that_goes_dark_turns_a_live_prison_amber_with_the_reason(
     for back in range(5, 0, -1):
         snapshot(pg_context, TODAY - timedelta(days=back))
     assert view(pg_context, plan_id, TODAY).rag.status == "green"
-    set_online(pg_context, "MDI", 9)  # the last three cells, landing MDI-2-2, drop off
+    go_dark(pg_context, "MDI-2-2")
     current = view(pg_context, plan_id, TODAY)
     assert current.rag.status == "amber"
-    assert current.rag.reasons == ["only 75.0% of expected devices online now (gate 95.0%)"]
+    assert current.rag.reasons == [
+        "only 75.0% of expected devices online now (gate 95.0%)",
+        "landing MDI-2-2 has gone dark: none of its 3 device(s) online",
+    ]
+    # In a bigger prison the share stays above the gate, but the dark landing still shows.
+    add_devices(pg_context, "MDI", 100, location="MDI-1-1-001")
+    with transaction(pg_context.sessions) as session:
+        plan = session.get(PrisonPlan, plan_id)
+        assert plan is not None
+        plan.expected_devices = 112
+    bigger = view(pg_context, plan_id, TODAY)
+    assert bigger.online_pct_now == 97.3
+    assert bigger.rag.status == "amber"
+    assert bigger.rag.reasons == ["landing MDI-2-2 has gone dark: none of its 3 device(s) online"]
 
 
 def test_forecast_from_the_enrolment_trend_sets_amber_or_red(pg_context: Context) -> None:
@@ -209,7 +230,30 @@ def test_overdue_milestones_and_plugged_in_blockers_turn_amber(pg_context: Conte
     ]
 
 
-def test_fault_source_returns_nothing_while_faults_cannot_block(pg_context: Context) -> None:
+def test_a_programme_overview_shares_one_estate_count_for_its_max_age(
+    pg_context: Context,
+) -> None:
+    add_devices(pg_context, "MDI", 4)
+    add_devices(pg_context, "LEI", 2)
+    kinds = ["in_cell_phone"]
+
+    def count(max_age_s: float) -> Counts:
+        with transaction(pg_context.sessions) as session:
+            return counts_for(
+                session=session, prison_codes=["MDI"], kinds=kinds, max_age_s=max_age_s
+            )
+
+    # Other tests in this process may have filled the shared count: start this database afresh.
     with transaction(pg_context.sessions) as session:
-        found = FaultBlockers().blockers(session=session, prison_codes=["MDI"])
-    assert found == {"MDI": []}
+        ESTATE_COUNTS.get(session=session, kinds=kinds, max_age_s=0)
+    first = count(60)
+    assert (first.live["MDI"].enrolled, first.live["MDI"].online) == (4, 4)
+    assert set(first.live) == {"MDI"}
+    set_online(pg_context, "MDI", 1)
+    shared = count(60)
+    assert shared.counted_at == first.counted_at
+    assert shared.live["MDI"].online == 4
+    fresh = count(0)
+    assert fresh.live["MDI"].online == 1
+    assert fresh.counted_at > first.counted_at
+    assert count(0.000001).live["MDI"].online == 1

@@ -8,9 +8,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Header, HTTPException, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse, StreamingResponse
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 
-from facilities.attachments.storage import LocalDirectoryStorage, UnknownKey, sniff
+from facilities.attachments.storage import (
+    UPLOAD_TYPES,
+    LocalDirectoryStorage,
+    Unacceptable,
+    UnknownKey,
+    accept,
+)
 from facilities.faults import fleet_raised, recurring, service
 from facilities.faults.administration import router as administration
 from facilities.faults.models import Fault, FaultAttachment
@@ -33,7 +38,7 @@ from facilities.faults.schemas import (
 from facilities.faults.workflow import NEXT, IllegalMove
 from fleet.api.deps import AppSettings, DbSession, Principal, ensure_prison_visible, require
 from fleet.api.errors import invalid
-from fleet.api.pagination import BAD_CURSOR, decode_cursor, encode_cursor
+from fleet.api.pagination import BAD_CURSOR, COUNT_CAP, decode_cursor, encode_cursor
 from fleet.estate.models import Location
 from fleet.estate.routes import raise_refused
 from fleet.estate.service import Refused, get_prison, location_by_path
@@ -42,10 +47,9 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["faults"])
 
 MAX_ID_DIGITS = 9  # fault ids are 32-bit; longer numbers cannot name one
-UPLOAD_TYPES = "a JPEG, PNG or HEIC photo, or a PDF"
 
 
-def _paths(session: DbSession, faults: list[Fault]) -> dict[int, str]:
+def location_paths(session: DbSession, faults: list[Fault]) -> dict[int, str]:
     ids = {f.location_id for f in faults}
     if not ids:
         return {}
@@ -84,7 +88,7 @@ def _detail(session: DbSession, fault: Fault) -> FaultDetailOut:
         devices = DevicesBackOut(online=back.online, total=back.total)
     return FaultDetailOut(
         devices=devices,
-        **_item(fault, _paths(session, [fault])[fault.location_id]),
+        **_item(fault, location_paths(session, [fault])[fault.location_id]),
         next=list(NEXT[fault.status]),
         timeline=[
             FaultEventOut(
@@ -126,7 +130,17 @@ def _visible_fault(
     return fault
 
 
-@router.post("/faults", status_code=status.HTTP_201_CREATED, response_model=FaultDetailOut)
+@router.post(
+    "/faults",
+    status_code=status.HTTP_201_CREATED,
+    response_model=FaultDetailOut,
+    responses={
+        200: {
+            "model": FaultDetailOut,
+            "description": "A retry with the same Idempotency-Key: the fault reported first",
+        }
+    },
+)
 def report_fault(
     body: FaultCreate,
     session: DbSession,
@@ -142,42 +156,24 @@ def report_fault(
     principal: Principal = require("faults:report"),
 ) -> FaultDetailOut:
     """Log a fault at a place in your caseload; due times come from the targets."""
-    if idempotency_key:
-        earlier = service.by_idempotency_key(
-            session=session, reporter=principal.username, key=idempotency_key
-        )
-        if earlier is not None:
-            response.status_code = status.HTTP_200_OK
-            return _detail(session, earlier)
     try:
-        # A savepoint: if a twin request with the same key wins the race, only this part undoes.
-        with session.begin_nested():
-            fault = service.report_fault(
-                session=session,
-                actor=principal.username,
-                location_path=body.location,
-                category=body.category,
-                priority=body.priority,
-                description=body.description,
-                device_id=body.device,
-                team=body.team,
-                visible=principal.scope,
-                blocks_rollout=body.blocks_rollout,
-                idempotency_key=idempotency_key,
-            )
+        fault, created = service.report_once(
+            session=session,
+            actor=principal.username,
+            idempotency_key=idempotency_key,
+            location_path=body.location,
+            category=body.category,
+            priority=body.priority,
+            description=body.description,
+            device_id=body.device,
+            team=body.team,
+            visible=principal.scope,
+            blocks_rollout=body.blocks_rollout,
+        )
     except Refused as exc:
         raise_refused(exc)
-    except IntegrityError:
-        if not idempotency_key:
-            raise
-        twin = service.by_idempotency_key(
-            session=session, reporter=principal.username, key=idempotency_key
-        )
-        if twin is None:
-            raise
-        log.info("fault %s was submitted twice with one idempotency key", twin.reference)
+    if not created:
         response.status_code = status.HTTP_200_OK
-        return _detail(session, twin)
     return _detail(session, fault)
 
 
@@ -202,6 +198,15 @@ def list_faults(
         Literal["staff", "fleet"] | None, Query(description="Reported by people or the fleet")
     ] = None,
     blocks_rollout: bool | None = None,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=100, description="Text in the reference or description, or a location code"
+        ),
+    ] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=64, description="Only faults assigned to this username")
+    ] = None,
     sort: Annotated[Sort, Query(description="Order; '-' for descending")] = "-reported_at",
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(description="next_cursor from the previous page")] = None,
@@ -238,6 +243,8 @@ def list_faults(
         recurring=flagged,
         source=source,
         blocks_rollout=blocks_rollout,
+        assignee=assignee.strip().lower() if assignee and assignee.strip() else None,
+        q=q.strip() if q and q.strip() else None,
     )
     page = service.list_faults(
         session=session,
@@ -246,11 +253,13 @@ def list_faults(
         sort=sort,
         limit=limit,
         after=after,
+        count_cap=COUNT_CAP,
     )
-    paths = _paths(session, page.faults)
+    paths = location_paths(session, page.faults)
     return FaultPageOut(
         items=[FaultItem.model_validate(_item(f, paths[f.location_id])) for f in page.faults],
         count=page.count,
+        count_capped=page.capped,
         next_cursor=encode_cursor([sort, *page.last]) if page.last else None,
     )
 
@@ -295,6 +304,7 @@ def transition(
             reason=body.reason,
             resolution=body.resolution,
             version=body.version,
+            assignee=body.assignee,
         )
     except IllegalMove as exc:
         return _move_refused(str(exc), fault)
@@ -312,11 +322,11 @@ def _move_refused(message: str, fault: Fault) -> JSONResponse:
     return JSONResponse(body.model_dump(), status_code=status.HTTP_409_CONFLICT)
 
 
-def _storage(settings: AppSettings) -> LocalDirectoryStorage:
+def attachment_storage(settings: AppSettings) -> LocalDirectoryStorage:
     return LocalDirectoryStorage(settings.effective_attachments_dir)
 
 
-def _display_name(name: str | None) -> str:
+def display_name(name: str | None) -> str:
     """The client's file name for display only: its last part, printable, bounded."""
     base = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     cleaned = "".join(ch for ch in base if ch.isprintable()).strip()
@@ -335,20 +345,12 @@ def add_attachment(
 ) -> AttachmentOut:
     """Attach a photo or PDF; its type is judged by its content, never its name."""
     fault = _visible_fault(session, principal, key)
-    limit = settings.attachment_max_bytes
-    data = file.file.read(limit + 1)
-    if len(data) > limit:
-        raise HTTPException(
-            status.HTTP_413_CONTENT_TOO_LARGE,
-            f"The file is larger than {limit // 1024} KiB; send a smaller photo.",
-        )
-    content_type = sniff(data[:16])
-    if content_type is None:
-        raise HTTPException(
-            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-            f"The file's content is not {UPLOAD_TYPES}, whatever its name says; send one of those.",
-        )
-    stored_key = _storage(settings).put(data)
+    data = file.file.read(settings.attachment_max_bytes + 1)
+    try:
+        content_type = accept(data, settings.attachment_max_bytes)
+    except Unacceptable as exc:
+        raise HTTPException(exc.status, exc.message) from exc
+    stored_key = attachment_storage(settings).put(data)
     attachment = service.add_attachment(
         session=session,
         actor=principal.username,
@@ -356,7 +358,7 @@ def add_attachment(
         key=stored_key,
         content_type=content_type,
         size=len(data),
-        filename=_display_name(file.filename),
+        filename=display_name(file.filename),
     )
     return _attachment_out(fault, attachment)
 
@@ -375,7 +377,7 @@ def get_attachment(
     if attachment is None or attachment.fault_id != fault.id:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "attachment not found")
     try:
-        chunks = _storage(settings).stream(attachment.id)
+        chunks = attachment_storage(settings).stream(attachment.id)
     except UnknownKey as exc:
         log.error("attachment %s of fault %s is missing from storage", attachment.id, fault.id)
         raise HTTPException(status.HTTP_404_NOT_FOUND, "attachment not found") from exc

@@ -8,17 +8,23 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, select, tuple_, update
+from sqlalchemy import ColumnElement, literal, or_, select, tuple_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from facilities.faults import sla
 from facilities.faults.models import Fault, FaultAttachment, FaultCounter, FaultEvent
 from facilities.faults.recurring import flag_recurring
 from facilities.faults.workflow import PAUSING_REASONS, missing_requirement, plan
+from fleet.api.pagination import bounded_count
 from fleet.audit.service import record
+from fleet.auth.models import ROLES, User
+from fleet.auth.permissions import allowed
+from fleet.auth.service import get_user
 from fleet.db import utcnow
 from fleet.devices.models import Device
+from fleet.estate.models import Location
 from fleet.estate.service import Refused, location_by_path, subtree_ids
 
 log = logging.getLogger(__name__)
@@ -145,6 +151,81 @@ def report_fault(
     return fault
 
 
+def _assignable(*, session: Session, fault: Fault, username: str) -> str:
+    """The username if that person can work this fault; Refused(422) naming the field if not."""
+    user = get_user(session=session, username=username.strip())
+    if (
+        user is None
+        or not user.active
+        or not allowed(user.role, "faults:write")
+        or (user.prison_codes and fault.prison_code not in user.prison_codes)
+    ):
+        raise Refused(
+            422,
+            f"{username.strip()[:64]!r} cannot be assigned faults in {fault.prison_code}; "
+            "choose someone in facilities with this prison in their caseload",
+            field="assignee",
+        )
+    return user.username
+
+
+def assignable_people(*, session: Session, prison_code: str) -> list[str]:
+    """Usernames of active people who may work faults in this prison, for an assign form."""
+    roles = [role for role in ROLES if allowed(role, "faults:write")]
+    users = session.scalars(
+        select(User).where(User.active.is_(True), User.role.in_(roles)).order_by(User.username)
+    )
+    return [u.username for u in users if not u.prison_codes or prison_code in u.prison_codes]
+
+
+def report_once(
+    *,
+    session: Session,
+    actor: str,
+    idempotency_key: str | None,
+    location_path: str,
+    category: str,
+    priority: str,
+    description: str,
+    device_id: str | None = None,
+    team: str | None = None,
+    visible: Sequence[str] | None = None,
+    blocks_rollout: bool = False,
+) -> tuple[Fault, bool]:
+    """(fault, created): a form sent again with its key gives back the first fault, not a second."""
+    if idempotency_key:
+        earlier = by_idempotency_key(session=session, reporter=actor, key=idempotency_key)
+        if earlier is not None:
+            return earlier, False
+    try:
+        # A savepoint: if a twin request with the same key wins the race, only this part undoes.
+        with session.begin_nested():
+            fault = report_fault(
+                session=session,
+                actor=actor,
+                location_path=location_path,
+                category=category,
+                priority=priority,
+                description=description,
+                device_id=device_id,
+                team=team,
+                visible=visible,
+                blocks_rollout=blocks_rollout,
+                idempotency_key=idempotency_key,
+            )
+    except IntegrityError:
+        twin = (
+            by_idempotency_key(session=session, reporter=actor, key=idempotency_key)
+            if idempotency_key
+            else None
+        )
+        if twin is None:
+            raise
+        log.info("fault %s was submitted twice with one idempotency key", twin.reference)
+        return twin, False
+    return fault, True
+
+
 def by_idempotency_key(*, session: Session, reporter: str, key: str) -> Fault | None:
     """The fault this reporter already submitted with this key, if any."""
     return session.scalars(
@@ -165,6 +246,8 @@ class FaultFilters:
     recurring: bool | None = None
     source: str | None = None
     blocks_rollout: bool | None = None
+    assignee: str | None = None
+    q: str | None = None  # text in the reference, description or location code
 
 
 @dataclass(frozen=True)
@@ -172,6 +255,7 @@ class FaultPage:
     faults: list[Fault]
     count: int
     last: list[Any] | None = field(default=None)
+    capped: bool = False  # more than `count` match: counting stopped at the cap
 
 
 def _conditions(filters: FaultFilters, scope: Sequence[str] | None) -> list[ColumnElement[bool]]:
@@ -202,6 +286,17 @@ def _conditions(filters: FaultFilters, scope: Sequence[str] | None) -> list[Colu
         conds.append(Fault.blocks_rollout.is_(filters.blocks_rollout))
     if filters.source:
         conds.append(Fault.source == filters.source)
+    if filters.assignee:
+        conds.append(Fault.assignee == filters.assignee)
+    if filters.q:
+        places = select(Location.id).where(Location.path.istartswith(filters.q, autoescape=True))
+        conds.append(
+            or_(
+                Fault.reference.icontains(filters.q, autoescape=True),
+                Fault.description.icontains(filters.q, autoescape=True),
+                Fault.location_id.in_(places),
+            )
+        )
     return conds
 
 
@@ -223,12 +318,15 @@ def list_faults(
     sort: str = "-reported_at",
     limit: int = 50,
     after: list[Any] | None = None,
+    count_cap: int | None = None,
 ) -> FaultPage:
-    """One page of faults; `after` is the previous page's `last` with its key through cursor_key."""
+    """One page of faults; `after` is the previous page's `last` with its key through cursor_key;
+    the total is counted up to `count_cap` (None: exactly)."""
     name, descending = sort.lstrip("-"), sort.startswith("-")
     column = SORT_COLUMNS[name]
     conds = _conditions(filters, scope)
-    count = session.scalar(select(func.count()).select_from(Fault).where(*conds)) or 0
+    matching = select(literal(1)).select_from(Fault).where(*conds)
+    count, capped = bounded_count(session, matching, count_cap)
     stmt = select(Fault).where(*conds)
     if after is not None:
         pair = tuple_(column, Fault.id)
@@ -237,12 +335,11 @@ def list_faults(
     order = [column.desc(), Fault.id.desc()] if descending else [column.asc(), Fault.id.asc()]
     faults = list(session.scalars(stmt.order_by(*order).limit(limit + 1)))
     if len(faults) <= limit:
-        return FaultPage(faults, count)
+        return FaultPage(faults, count, capped=capped)
     faults = faults[:limit]
     key = getattr(faults[-1], name)
-    return FaultPage(
-        faults, count, [key.isoformat() if isinstance(key, datetime) else key, faults[-1].id]
-    )
+    last = [key.isoformat() if isinstance(key, datetime) else key, faults[-1].id]
+    return FaultPage(faults, count, last, capped)
 
 
 def timeline(*, session: Session, fault: Fault) -> list[FaultEvent]:
@@ -276,6 +373,7 @@ def transition(
     resolution: str | None = None,
     version: int | None = None,
     now: datetime | None = None,
+    assignee: str | None = None,
 ) -> FaultEvent:
     """Move the fault (IllegalMove if not allowed from here), keep the clock, log the event."""
     now = now or utcnow()
@@ -290,6 +388,11 @@ def transition(
     problem = missing_requirement(to, reason, resolution, note)
     if problem is not None:
         raise Refused(422, problem[1], field=problem[0])
+    if move.to_status == "assigned":
+        # Named people are checked; without a name the one assigning (already allowed) takes it.
+        assignee = (
+            _assignable(session=session, fault=fault, username=assignee) if assignee else actor
+        )
     paused = sla.resume_clock(fault, now)
     if move.to_status == "on_hold":
         fault.hold_reason = reason
@@ -299,10 +402,13 @@ def transition(
         fault.hold_reason = None
     if fault.responded_at is None and move.to_status not in ("reported", "cancelled"):
         fault.responded_at = now
+    if move.to_status == "assigned":
+        fault.assignee = assignee
     if move.to_status == "cleared":
         fault.cleared_at, fault.resolution = now, (resolution or "").strip()
     elif move.action == "reopened":
-        fault.cleared_at, fault.resolution = None, None
+        # Back to triage: whoever takes it next is decided again.
+        fault.cleared_at, fault.resolution, fault.assignee = None, None, None
     elif move.to_status in ("closed", "cancelled"):
         fault.closed_at = now
     fault.status = move.to_status
@@ -311,6 +417,8 @@ def transition(
     detail: dict[str, Any] = {}
     if reason:
         detail["reason"] = reason
+    if move.to_status == "assigned":
+        detail["assignee"] = fault.assignee
     if move.to_status == "cleared":
         detail["resolution"] = fault.resolution
     if paused:

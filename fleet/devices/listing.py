@@ -30,6 +30,7 @@ HEALTH_LABELS = {
     "unknown": "Unknown",
 }
 ONLINE_LABELS = {"yes": "Online", "no": "Offline"}
+DRIFT_LABELS = {"yes": "Behind its desired configuration", "no": "On its desired configuration"}
 HEALTH_TAG = {
     "ok": "govuk-tag--green",
     "warning": "govuk-tag--yellow",
@@ -58,6 +59,7 @@ class ListQuery:
     cursor: str = ""
     trail: tuple[str, ...] = ()
     errors: dict[str, str] = field(default_factory=dict)
+    drift: str = ""
 
     def filter_params(self) -> dict[str, str]:
         """Filters and sort as query parameters, leaving out what is at its default."""
@@ -68,6 +70,7 @@ class ListQuery:
             "online": self.online,
             "health": self.health,
             "lifecycle": self.lifecycle,
+            "drift": self.drift,
             "q": self.q,
         }
         if self.sort != DEFAULT_SORT:
@@ -117,6 +120,7 @@ def read_query(
     online = _choice(params, "online", ONLINE_LABELS, errors, "online or offline")
     health = _choice(params, "health", HEALTH_LEVELS, errors, "a health level")
     lifecycle = _choice(params, "lifecycle", LIFECYCLES, errors, "a lifecycle")
+    drift = _choice(params, "drift", DRIFT_LABELS, errors, "a configuration state")
     sort = params.get("sort", DEFAULT_SORT)
     if sort not in SORTS:
         sort = DEFAULT_SORT
@@ -146,12 +150,14 @@ def read_query(
     query = ListQuery(
         prison, wing, kind, online, health, lifecycle, q, sort, limit, cursor, trail, errors
     )
+    query = replace(query, drift=drift)
     filters = DeviceFilters(
         prisons=(prison,) if prison else (),
         kind=kind or None,
         lifecycle=lifecycle or None,
         online={"yes": True, "no": False}.get(online),
         health=health or None,
+        drift={"yes": True, "no": False}.get(drift),
         within=within,
         q=q or None,
     )

@@ -27,7 +27,11 @@ BigId = BigInteger().with_variant(Integer, "sqlite")
 
 class Device(Base):
     __tablename__ = "device"
-    __table_args__ = (Index("ix_device_prison_kind", "prison_code", "kind"),)
+    __table_args__ = (
+        Index("ix_device_prison_kind", "prison_code", "kind"),
+        # One prison's devices in id order: the device list's default page without a sort.
+        Index("ix_device_prison_id", "prison_code", "id"),
+    )
 
     # Also the device's broker username, so restricted to [A-Za-z0-9_-].
     id: Mapped[str] = mapped_column(String(64), primary_key=True)

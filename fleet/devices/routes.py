@@ -17,7 +17,7 @@ from fleet.api.deps import (
     require,
 )
 from fleet.api.errors import invalid
-from fleet.api.pagination import BAD_CURSOR, decode_cursor, encode_cursor
+from fleet.api.pagination import BAD_CURSOR, COUNT_CAP, decode_cursor, encode_cursor
 from fleet.broker.dynsec import DynsecError
 from fleet.db import utcnow
 from fleet.devices import service
@@ -70,6 +70,13 @@ def list_devices(
     lifecycle: Annotated[Lifecycle | None, Query(description="Only this lifecycle")] = None,
     online: Annotated[bool | None, Query(description="true: connected now; false: not")] = None,
     health: Annotated[Health | None, Query(description="Only this health level")] = None,
+    drift: Annotated[
+        bool | None,
+        Query(
+            description="true: behind its desired configuration version; false: on it, or "
+            "no desired configuration set"
+        ),
+    ] = None,
     wing: Annotated[str | None, Query(description="Only devices on this wing, e.g. MDI-1")] = None,
     landing: Annotated[
         str | None, Query(description="Only devices on this landing, e.g. MDI-1-2")
@@ -105,6 +112,7 @@ def list_devices(
         lifecycle=lifecycle,
         online=online,
         health=health,
+        drift=drift,
         within=tuple(
             _within(session, principal, "wing", wing)
             + _within(session, principal, "landing", landing)
@@ -118,10 +126,12 @@ def list_devices(
         sort=sort,
         limit=limit,
         after=after,
+        count_cap=COUNT_CAP,
     )
     return DevicePageOut(
         items=[DeviceItem.model_validate(row._asdict()) for row in page.rows],
         count=page.count,
+        count_capped=page.capped,
         next_cursor=encode_cursor([sort, *page.last]) if page.last else None,
     )
 
@@ -169,7 +179,15 @@ def _visible_device(session: DbSession, principal: Principal, device_id: str) ->
     return device
 
 
-@router.post("/devices", status_code=status.HTTP_201_CREATED, response_model=DeviceDetailOut)
+@router.post(
+    "/devices",
+    status_code=status.HTTP_201_CREATED,
+    response_model=DeviceDetailOut,
+    responses={
+        404: {"description": "The prison is outside your caseload"},
+        409: {"description": "That serial is already registered; the body names the device"},
+    },
+)
 def register_device(
     body: DeviceCreate,
     session: DbSession,
@@ -204,7 +222,11 @@ def get_device(
     return _detail(session, device_id)
 
 
-@router.post("/devices/{device_id}/move", response_model=DeviceDetailOut)
+@router.post(
+    "/devices/{device_id}/move",
+    response_model=DeviceDetailOut,
+    responses={409: {"description": "The device is retired; it cannot be moved"}},
+)
 def move_device(
     device_id: str,
     body: MoveRequest,

@@ -79,7 +79,15 @@ class DeviceItem(BaseModel):
 
 class DevicePageOut(BaseModel):
     items: list[DeviceItem]
-    count: int = Field(description="Devices matching the filters, across all pages")
+    count: int = Field(
+        description="Devices matching the filters, across all pages; counting stops at "
+        "10,000 (see count_capped)"
+    )
+    count_capped: bool = Field(
+        default=False,
+        description="true: more devices than count match (shown as e.g. '10,000+'); narrow "
+        "the filters for an exact figure",
+    )
     next_cursor: str | None = Field(description="Pass as cursor for the next page; null at end")
 
 

@@ -11,10 +11,10 @@ from typing import Any
 from sqlalchemy import (
     ColumnElement,
     Select,
+    exists,
     false,
     func,
     literal,
-    or_,
     select,
     tuple_,
     union,
@@ -22,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
+from fleet.api.pagination import bounded_count
 from fleet.audit.models import AuditEvent
 from fleet.audit.service import for_target, record
 from fleet.broker.credentials import CredentialIssuer
@@ -69,6 +70,7 @@ class DeviceFilters:
     health: str | None = None
     within: tuple[int, ...] = ()  # location ids: the device is at or beneath each
     q: str | None = None
+    drift: bool | None = None  # behind its desired configuration version (or not)
 
 
 @dataclass(frozen=True)
@@ -76,6 +78,7 @@ class DevicePage:
     rows: list[Any]  # result rows with the LIST_COLUMNS labels
     count: int
     last: list[Any] | None = field(default=None)  # cursor values for the next page, if any
+    capped: bool = False  # more than `count` match: counting stopped at the cap
 
 
 def _conditions(filters: DeviceFilters, scope: Sequence[str] | None) -> list[ColumnElement[bool]]:
@@ -91,13 +94,20 @@ def _conditions(filters: DeviceFilters, scope: Sequence[str] | None) -> list[Col
     if filters.online is True:
         conds.append(DeviceState.online.is_(True))
     elif filters.online is False:
-        conds.append(or_(DeviceState.online.is_(False), DeviceState.device_id.is_(None)))
+        # "Not known to be online" as NOT EXISTS rather than an OR over the outer join: the
+        # database then probes the few devices of a prison instead of reading every state row.
+        conds.append(~_has_state(_STATE.online.is_(True)))
     if filters.health == "unknown":
-        conds.append(or_(DeviceState.health == "unknown", DeviceState.device_id.is_(None)))
+        conds.append(~_has_state(_STATE.health != "unknown"))
     elif filters.health:
         conds.append(DeviceState.health == filters.health)
     for location_id in filters.within:
         conds.append(Device.location_id.in_(subtree_ids(location_id)))
+    if filters.drift is not None:
+        from fleet.automation.desired import drifted_device_ids
+
+        drifted = Device.id.in_(drifted_device_ids())
+        conds.append(drifted if filters.drift else ~drifted)
     if filters.q:
         q = filters.q
         # An alias keeps the subquery independent of the list query's own join to location.
@@ -113,6 +123,14 @@ def _conditions(filters: DeviceFilters, scope: Sequence[str] | None) -> list[Col
         )
         conds.append(Device.id.in_(matches))
     return conds
+
+
+_STATE = aliased(DeviceState)  # its own name, so it never correlates with the list's join
+
+
+def _has_state(condition: ColumnElement[bool]) -> ColumnElement[bool]:
+    """The device has a state row meeting `condition` (written against _STATE)."""
+    return exists().where(_STATE.device_id == Device.id, condition)
 
 
 def _beyond(column: Any, key: Any, last_id: str, descending: bool) -> ColumnElement[bool]:
@@ -156,19 +174,20 @@ def list_devices(
     sort: str = "id",
     limit: int = 50,
     after: list[Any] | None = None,
+    count_cap: int | None = None,
 ) -> DevicePage:
     """One page of devices with state and location path; `after` is a page's `last` with its
-    key passed through cursor_key."""
+    key passed through cursor_key; the total is counted up to `count_cap` (None: exactly)."""
     name, descending = sort.lstrip("-"), sort.startswith("-")
     column, nullable = SORT_COLUMNS[name]
     conds = _conditions(filters, scope)
-    count_stmt = (
-        select(func.count())
+    matching = (
+        select(literal(1))
         .select_from(Device)
         .outerjoin(DeviceState, DeviceState.device_id == Device.id)
         .where(*conds)
     )
-    count = session.scalar(count_stmt) or 0
+    count, capped = bounded_count(session, matching, count_cap)
     wanted = limit + 1
     rows: list[Any] = []
     if not nullable:
@@ -192,13 +211,13 @@ def list_devices(
             stmt = stmt.order_by(*_by(Device.id, descending)).limit(wanted - len(rows))
             rows += session.execute(stmt).all()
     if len(rows) <= limit:
-        return DevicePage(rows, count)
+        return DevicePage(rows, count, capped=capped)
     rows = rows[:limit]
     last = rows[-1]
     key = getattr(last, {"prison": "prison_code"}.get(name, name))
     if isinstance(key, datetime):
         key = key.isoformat()
-    return DevicePage(rows, count, [key, last.id])
+    return DevicePage(rows, count, [key, last.id], capped)
 
 
 def _page_select(*, outer: bool) -> Select[*tuple[Any, ...]]:

@@ -10,6 +10,7 @@ from fleet.api.deps import DbSession, Principal, ensure_prison_visible, require
 from fleet.api.errors import invalid
 from fleet.api.pagination import decode_cursor, encode_cursor
 from fleet.estate import service
+from fleet.estate.cache import estate_counts
 from fleet.estate.models import Location, Prison
 from fleet.estate.schemas import (
     Crumb,
@@ -54,9 +55,10 @@ def _prison_out(prison: Prison, counts: service.PrisonCounts) -> dict[str, Any]:
 def list_prisons(session: DbSession, principal: Principal = require("estate:read")) -> PrisonList:
     """Prisons in your caseload with location and device counts."""
     prisons = service.list_prisons(session=session, caseload=principal.scope)
-    counts = service.prison_counts(session=session, codes=[p.code for p in prisons])
-    items = [PrisonOut(**_prison_out(p, counts[p.code])) for p in prisons]
-    return PrisonList(items=items, count=len(items))
+    shared = estate_counts.get(session)
+    empty = service.PrisonCounts()
+    items = [PrisonOut(**_prison_out(p, shared.value.get(p.code, empty))) for p in prisons]
+    return PrisonList(items=items, count=len(items), counts_as_of=shared.as_of)
 
 
 @router.get("/prisons/{code}", response_model=PrisonDetailOut)
@@ -165,7 +167,12 @@ def get_location(
     return _detail(session, location)
 
 
-@router.post("/locations", status_code=status.HTTP_201_CREATED, response_model=LocationDetailOut)
+@router.post(
+    "/locations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=LocationDetailOut,
+    responses={409: {"description": "A location with that path already exists"}},
+)
 def create_location(
     body: LocationCreate,
     session: DbSession,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -39,6 +40,11 @@ class PrisonDetailOut(PrisonOut):
 class PrisonList(BaseModel):
     items: list[PrisonOut]
     count: int = Field(description="Prisons listed (only those in your caseload)")
+    counts_as_of: datetime | None = Field(
+        default=None,
+        description="When the counts were taken: they are shared between requests for up to "
+        "3 seconds",
+    )
 
 
 class Crumb(BaseModel):

@@ -55,6 +55,21 @@ def _count_reports(mqtt_url: str, device_id: str) -> tuple[mqtt.Client, list[int
     return client, received
 
 
+def largest_mappings(pid: int, count: int = 5) -> list[tuple[str, float]]:
+    """The files (shared libraries, extension modules) holding most resident memory, in MB."""
+    resident: dict[str, int] = {}
+    current = ""
+    with open(f"/proc/{pid}/smaps") as smaps:
+        for line in smaps:
+            fields = line.split()
+            if fields and not fields[0].endswith(":"):  # a mapping's header line
+                current = fields[5] if len(fields) > 5 and fields[5].startswith("/") else ""
+            elif current and fields[0] == "Rss:":
+                resident[current] = resident.get(current, 0) + int(fields[1])
+    ranked = sorted(resident.items(), key=lambda item: item[1], reverse=True)[:count]
+    return [(Path(path).name, kb / 1024) for path, kb in ranked]
+
+
 def measure(seconds: float, interval: float, mqtt_url: str) -> dict[str, float]:
     """Run one agent for `seconds`; return its memory (RSS, PSS, USS) and CPU share."""
     device_id = f"footprint-{uuid.uuid4().hex[:12]}"
@@ -75,6 +90,7 @@ def measure(seconds: float, interval: float, mqtt_url: str) -> dict[str, float]:
                 time.sleep(1.0)
             end_cpu, end_wall = process.cpu_times(), time.monotonic()
             final = process.memory_full_info()  # uss/pss: what the agent adds to the machine
+            libraries = largest_mappings(child.pid)
         finally:
             child.send_signal(signal.SIGTERM)
             child.wait(15)
@@ -91,7 +107,21 @@ def measure(seconds: float, interval: float, mqtt_url: str) -> dict[str, float]:
         "uss_final_mb": final.uss / 2**20,
         "cpu_percent": 100 * used / (end_wall - start_wall),
         "reports_received": len(received),
+        **{f"file {name}": mb for name, mb in libraries},
     }
+
+
+def report(figures: dict[str, float]) -> list[str]:
+    """The figures as two lines: memory and CPU, then the files holding the most memory."""
+    files = [(key[5:], mb) for key, mb in figures.items() if key.startswith("file ")]
+    return [
+        f"agent footprint over {figures['seconds']:.0f} s at a {figures['interval_s']:g} s "
+        f"interval: RSS peak {figures['rss_peak_mb']:.1f} MB, final "
+        f"{figures['rss_final_mb']:.1f} MB (PSS {figures['pss_final_mb']:.1f} MB, unshared "
+        f"{figures['uss_final_mb']:.1f} MB); CPU {figures['cpu_percent']:.3f}% of one core; "
+        f"{figures['reports_received']:.0f} health reports received",
+        "largest files resident: " + ", ".join(f"{name} {mb:.1f} MB" for name, mb in files),
+    ]
 
 
 def main() -> None:
@@ -100,14 +130,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30, help="health interval (s)")
     parser.add_argument("--mqtt-url", default="mqtt://127.0.0.1:1883", help="broker to report to")
     args = parser.parse_args()
-    figures = measure(args.seconds, args.interval, args.mqtt_url)
-    print(
-        f"agent footprint over {figures['seconds']:.0f} s at a {figures['interval_s']:g} s "
-        f"interval: RSS peak {figures['rss_peak_mb']:.1f} MB, final "
-        f"{figures['rss_final_mb']:.1f} MB (PSS {figures['pss_final_mb']:.1f} MB, unshared "
-        f"{figures['uss_final_mb']:.1f} MB); CPU {figures['cpu_percent']:.3f}% of one core; "
-        f"{figures['reports_received']:.0f} health reports received"
-    )
+    print("\n".join(report(measure(args.seconds, args.interval, args.mqtt_url))))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import psutil
 
+from fleet.bench.stores import BenchError
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,12 +28,31 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class IngestChild:
-    """`estate ingest` in its own process with the bench's settings and client id."""
+def client_id_for(run: str, index: int) -> str:
+    return f"estate-bench-{run}-{index}"
 
-    def __init__(self, settings: Settings, run: str, data_dir: Path, topic_root: str) -> None:
-        self.client_id = f"estate-bench-{run}"
+
+class IngestChild:
+    """`estate ingest` in its own process with the bench's settings and client id.
+
+    Every child of one run joins the run's shared subscription group, so the broker splits
+    the reports between them; each has its own client id and metrics port, and siblings need
+    a `data_dir` each (it holds the TSDB spool).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        run: str,
+        data_dir: Path,
+        topic_root: str,
+        index: int = 0,
+        taken_ports: frozenset[int] = frozenset(),
+    ) -> None:
+        self.client_id = client_id_for(run, index)
         self.metrics_port = free_port()
+        while self.metrics_port in taken_ports:  # a sibling's port, not yet bound
+            self.metrics_port = free_port()
         env = dict(os.environ)
         env.update(
             {
@@ -65,6 +86,18 @@ class IngestChild:
                 name, _, value = line.rpartition(" ")
                 samples[name] = float(value)
         return samples
+
+    def received(self) -> int:
+        """Health reports the broker has delivered to this process so far."""
+        samples = self.metrics()
+        if not samples:
+            raise BenchError(f"ingest {self.client_id} stopped answering on its metrics port")
+        return int(samples.get('estate_ingest_messages_received_total{channel="health"}', 0.0))
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU the process (all its threads) has used so far."""
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
 
     def rejected(self) -> dict[str, float]:
         """Refusals by reason."""

@@ -1,9 +1,11 @@
-"""`estate bench ingest`: sustained reports/s through a real `estate ingest`, and its latency.
+"""`estate bench ingest`: sustained reports/s through real `estate ingest` processes.
 
-Creates throwaway devices, runs `estate ingest` as a child process against the configured
-database, broker and TSDB, publishes health at QoS 1 from another process, and times each
-report from publish to visible in device_state. Then it counts what reached history, measures
-a bare paho + orjson consumer on the same broker for comparison, and removes what it made.
+Creates throwaway devices, runs one or more `estate ingest` child processes (one shared
+subscription group) against the configured database, broker and TSDB, publishes health at
+QoS 1 from another process, and times each report from publish to visible in device_state.
+Then it counts what reached history and what each process was handed (lost, doubled, the
+split), measures a bare paho + orjson consumer fed by the same publisher for comparison,
+and removes what it made.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import httpx
 from sqlalchemy import func, select
 
 from agents.protocol import PREFIX
-from fleet.bench.child import IngestChild, Progress
+from fleet.bench.child import IngestChild, Progress, client_id_for
 from fleet.bench.load import PublishLog, PublishPlan, bare_consumer, payload, publish_health
 from fleet.bench.stores import (
     BenchError,
@@ -54,10 +56,19 @@ class IngestBenchResult:
     p50_ms: float
     p99_ms: float
     baseline_rate: float
+    # Health reports each ingest process was handed during the timed run.
+    shares: tuple[int, ...] = (0,)
+    # CPU the ingest processes used from the first report published to the last one visible.
+    ingest_cpu_s: float = 0.0
 
     @property
     def lost(self) -> int:
         return self.published - min(self.visible, self.in_history)
+
+    @property
+    def doubled(self) -> int:
+        """Reports delivered to ingest more than once (redeliveries, or a split gone wrong)."""
+        return max(0, sum(self.shares) - self.published)
 
     @property
     def rate(self) -> float:
@@ -65,9 +76,13 @@ class IngestBenchResult:
 
     def line(self) -> str:
         ratio = self.rate / self.baseline_rate if self.baseline_rate else float("nan")
+        total = sum(self.shares) or 1
+        split = " / ".join(f"{100 * share / total:.1f}%" for share in self.shares)
         return (
             f"ingest: {self.rate:,.0f} reports/s sustained, p50 {self.p50_ms:,.0f} ms, "
             f"p99 {self.p99_ms:,.0f} ms (publish to visible in the database), lost {self.lost}, "
+            f"doubled {self.doubled}, processes {len(self.shares)} (split {split}), "
+            f"ingest CPU {1e6 * self.ingest_cpu_s / max(1, self.published):,.0f} us/report, "
             f"baseline {self.baseline_rate:,.0f} reports/s (bare consumer on the same broker), "
             f"ratio {ratio:.2f}"
         )
@@ -81,17 +96,21 @@ def wait_until_ingesting(
     *,
     warm_ts: float,
     topic_root: str,
-    ingest: IngestChild,
+    ingest: list[IngestChild],
 ) -> None:
-    """Publish seq 0 for every device until all are visible (ingest subscribed, caches warm)."""
+    """Publish seq 0 for every device until all are visible and every ingest has had some.
+
+    Afterwards each ingest process is subscribed and its device cache is warm.
+    """
     address = parse_broker_url(settings.effective_mqtt_url)
     client = connect_client(address, f"bench-warm-{os.getpid()}")
     seen = 0
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if ingest.process.poll() is not None:
-                raise BenchError(f"estate ingest exited with code {ingest.process.returncode}")
+            for child in ingest:
+                if child.process.poll() is not None:
+                    raise BenchError(f"estate ingest exited with code {child.process.returncode}")
             report = payload(0, warm_ts)  # the same report each time: history keeps it once
             infos = [client.publish(f"{topic_root}{PREFIX}/{d}/health", report, qos=1) for d in ids]
             for info in infos:
@@ -108,12 +127,25 @@ def wait_until_ingesting(
                         or 0
                         for chunk in chunks(ids)
                     )
-                if seen == len(ids):
+                if seen == len(ids) and all(child.received() for child in ingest):
                     return
             progress(f"waiting for ingest: {seen}/{len(ids)} devices seen")
         raise BenchError("ingest did not start processing within 60s (see its log above)")
     finally:
         close_client(client)
+
+
+def settled_counts(ingest: list[IngestChild], quiet_s: float = 0.5) -> list[int]:
+    """Reports received per process once the counts stop moving (warm-up repeats drained)."""
+    counts = [child.received() for child in ingest]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = [child.received() for child in ingest]
+        if now == counts:
+            return now
+        counts = now
+    raise BenchError("ingest kept receiving warm-up reports for 30s after they were all seen")
 
 
 def _spawn() -> multiprocessing.context.SpawnContext:
@@ -144,6 +176,8 @@ def publish_and_watch(
         raise BenchError("the publisher process died without reporting (see its error above)")
     published: PublishLog = receiver.recv()
     process.join(10)
+    if process.exitcode != 0 or not published.published:
+        raise BenchError("the publisher process failed (see its error above)")
     return published
 
 
@@ -168,25 +202,33 @@ def wait_visible(poller: VisibilityPoller, published: int, progress: Progress) -
         time.sleep(0.25)
 
 
-def measure_baseline(settings: Settings, run: str, ids: list[str], seconds: float) -> float:
-    """Messages/s a bare paho + orjson consumer takes from the same broker, QoS 1."""
+def measure_baseline(
+    settings: Settings, run: str, ids: list[str], seconds: float, window: int
+) -> float:
+    """Messages/s a bare paho + orjson consumer takes from the same broker, QoS 1.
+
+    The same publisher holds the same window ahead of it as ahead of ingest.
+    """
     mp = _spawn()
     root = f"estate-bench-{run}-baseline/"  # away from the ingest's topics
     receiver, sender = mp.Pipe(duplex=False)
     url = settings.effective_mqtt_url
+    received = mp.Value("q", 0)
+    topic_filter = f"{root}{PREFIX}/+/health"
     consumer = mp.Process(
         target=bare_consumer,
-        args=(url, f"{root}{PREFIX}/+/health", f"bench-base-{run}", seconds + 3, sender),
+        args=(url, topic_filter, f"bench-base-{run}", seconds + 3, received, sender),
         daemon=True,
     )
     consumer.start()
     if not receiver.poll(30) or receiver.recv() != "ready":
         raise BenchError("the baseline consumer did not subscribe within 30s")
     acknowledged = mp.Value("q", 0)
-    plan = PublishPlan(url, ids, seconds, topic_root=root)
+    plan = PublishPlan(url, ids, seconds, window=window, topic_root=root)
     log_receiver, log_sender = mp.Pipe(duplex=False)
     publisher = mp.Process(
-        target=publish_health, args=(plan, f"bench-pub-base-{run}", None, acknowledged, log_sender)
+        target=publish_health,
+        args=(plan, f"bench-pub-base-{run}", received, acknowledged, log_sender),
     )
     publisher.start()
     if not log_receiver.poll(seconds + 60):
@@ -201,9 +243,9 @@ def measure_baseline(settings: Settings, run: str, ids: list[str], seconds: floa
 
 
 def clean_up(
-    settings: Settings, ctx: Context, ids: list[str], client_id: str, data_dir: Path
+    settings: Settings, ctx: Context, ids: list[str], client_ids: list[str], data_dir: Path
 ) -> None:
-    """Remove the bench devices, their series and the ingest session; log what fails."""
+    """Remove the bench devices, their series and the ingest sessions; log what fails."""
     try:
         remove_devices(ctx, ids)
     except Exception:
@@ -214,11 +256,12 @@ def clean_up(
             delete_series(settings, prefix)
         except httpx.HTTPError as exc:
             log.warning("bench series %s-* left in the TSDB: %s", prefix, exc)
-    try:
-        address = parse_broker_url(settings.effective_mqtt_url)
-        close_client(connect_client(address, client_id, clean_start=True, session_expiry_s=0))
-    except Exception:
-        log.exception("could not end the bench's broker session %s", client_id)
+    address = parse_broker_url(settings.effective_mqtt_url)
+    for client_id in client_ids:
+        try:
+            close_client(connect_client(address, client_id, clean_start=True, session_expiry_s=0))
+        except Exception:
+            log.exception("could not end the bench's broker session %s", client_id)
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -231,6 +274,7 @@ def run_ingest_bench(
     window: int = 6_000,
     prison: str = "MDI",
     baseline_seconds: float = 10.0,
+    processes: int = 1,
     progress: Progress = lambda _line: None,
 ) -> IngestBenchResult:
     """The whole benchmark; see the module docstring."""
@@ -240,18 +284,24 @@ def run_ingest_bench(
     ids = [f"{prison}-bench-{run}-{i:06d}" for i in range(devices)]
     data_dir = Path(settings.data_dir) / f"bench-{run}"
     ctx = Context(settings)
-    ingest: IngestChild | None = None
-    client_id = f"estate-bench-{run}"
+    ingest: list[IngestChild] = []
+    client_ids = [client_id_for(run, index) for index in range(processes)]
     try:
         progress(f"creating {devices} devices {ids[0]}..{ids[-1]} in {prison}")
         create_devices(ctx, ids, prison)
         # Its own topic root keeps other traffic on the broker out of the measurement.
         topic_root = f"estate-bench-{run}/"
-        ingest = IngestChild(settings, run, data_dir, topic_root)
+        progress(f"starting {processes} estate ingest process(es)")
+        for index in range(processes):
+            taken = frozenset(child.metrics_port for child in ingest)
+            own_dir = data_dir / f"ingest-{index}"
+            ingest.append(IngestChild(settings, run, own_dir, topic_root, index, taken))
         warm_ts = time.time()
         wait_until_ingesting(
             settings, ctx, ids, progress, warm_ts=warm_ts, topic_root=topic_root, ingest=ingest
         )
+        before = settled_counts(ingest)
+        cpu_before = sum(child.cpu_seconds() for child in ingest)
         mp = _spawn()
         poller = VisibilityPoller(ctx, ids, visible=mp.Value("q", 0))
         poller.start()
@@ -266,14 +316,18 @@ def run_ingest_bench(
         publish_log = publish_and_watch(plan, f"bench-pub-{run}", poller, progress)
         visible, all_visible_at = wait_visible(poller, publish_log.published, progress)
         poller.stop()
-        if settings.tsdb_url:
-            ingest.wait_spool_empty(progress)
-        rejected = ingest.rejected()
-        if any(rejected.values()):
-            # The warm-up repeats seq 0 until every device shows it: those repeats are stale.
-            progress(f"ingest refused (stale_seq includes warm-up repeats): {rejected}")
-        ingest.stop()
-        ingest = None
+        cpu_used = sum(child.cpu_seconds() for child in ingest) - cpu_before
+        after = settled_counts(ingest)
+        shares = [end - start for end, start in zip(after, before, strict=True)]
+        for child in ingest:
+            if settings.tsdb_url:
+                child.wait_spool_empty(progress)
+            rejected = child.rejected()
+            if any(rejected.values()):
+                # The warm-up repeats seq 0 until every device shows it: those repeats are stale.
+                progress(f"{child.client_id} refused (stale_seq has warm-up repeats): {rejected}")
+        while ingest:
+            ingest.pop().stop()
         progress("counting the reports in the health history")
         in_history = count_history(
             settings, ctx, ids, warm_ts=warm_ts, expected=publish_log.published
@@ -281,7 +335,7 @@ def run_ingest_bench(
         progress(f"{in_history:,} of {publish_log.published:,} reports in the health history")
         latencies = poller.latencies(publish_log.times, devices, first_seq=1)
         progress(f"measuring a bare consumer for {baseline_seconds:.0f}s")
-        baseline = measure_baseline(settings, run, ids, baseline_seconds)
+        baseline = measure_baseline(settings, run, ids, baseline_seconds, window)
         return IngestBenchResult(
             published=publish_log.published,
             visible=visible,
@@ -290,9 +344,11 @@ def run_ingest_bench(
             p50_ms=percentile(latencies, 0.50) * 1000,
             p99_ms=percentile(latencies, 0.99) * 1000,
             baseline_rate=baseline,
+            shares=tuple(shares),
+            ingest_cpu_s=cpu_used,
         )
     finally:
-        if ingest is not None:
-            ingest.stop()
-        clean_up(settings, ctx, ids, client_id, data_dir)
+        while ingest:
+            ingest.pop().stop()
+        clean_up(settings, ctx, ids, client_ids, data_dir)
         ctx.close()

@@ -17,9 +17,12 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from agents.protocol import PREFIX
+from fleet.bench.wire import WirePublisher
 from fleet.broker.urls import OnMessage, make_client, parse_broker_url
 
-CLIENT_BACKLOG = 1000
+CLIENT_BACKLOG = 4000
+# Reports per write: small enough that a rate-limited run stays smooth.
+WRITE_CHUNK = 50
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,53 +87,67 @@ def publish_health(
     results: Connection,
 ) -> None:
     """Publish whole rounds (QoS 1) until `plan.seconds` pass; send the PublishLog back."""
-    acked = 0
-
-    def on_publish(*_args: object) -> None:
-        nonlocal acked
-        acked += 1
-
-    client = _connect(plan.broker_url, client_id)
-    client.on_publish = on_publish
-    topics = [f"{plan.topic_root}{PREFIX}/{d}/health" for d in plan.device_ids]
+    client = WirePublisher(parse_broker_url(plan.broker_url), client_id)
+    topics = [f"{plan.topic_root}{PREFIX}/{d}/health".encode() for d in plan.device_ids]
     log = PublishLog()
     started = time.monotonic()
     try:
         while time.monotonic() - started < plan.seconds:
             seq = plan.first_seq + log.rounds
             for topic in topics:
-                # Never more than CLIENT_BACKLOG ahead of the broker's acknowledgements.
-                while log.published - acked > CLIENT_BACKLOG:
-                    time.sleep(0.0005)
-                if plan.window and visible is not None:
-                    while log.published - visible.value > plan.window:
-                        time.sleep(0.001)
-                if plan.rate:
-                    ahead = started + log.published / plan.rate - time.monotonic()
-                    if ahead > 0:
-                        time.sleep(ahead)
+                # A rate is kept message by message: reports of one device a round apart must
+                # not leave in one burst (the TSDB keeps one sample per series per millisecond).
+                if plan.rate or not log.published % WRITE_CHUNK:
+                    _throttle(client, plan, log, visible, started)
+                    sent.value = client.acked
                 now = time.time()
-                client.publish(topic, payload(seq, now), qos=1)
+                client.send(topic, payload(seq, now))
                 log.times.append(now)
                 log.published += 1
-                if not log.published % 500:
-                    sent.value = acked
             log.rounds += 1
-        deadline = time.monotonic() + 30
-        while acked < log.published and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sent.value = acked
+        if not client.wait_acked(30):
+            raise RuntimeError(f"broker acknowledged {client.acked} of {client.sent} reports")
+        sent.value = client.acked
     finally:
-        client.disconnect()
-        client.loop_stop()
+        client.close()
         results.send(log)
         results.close()
 
 
-def bare_consumer(
-    broker_url: str, topic_filter: str, client_id: str, seconds: float, results: Connection
+def _throttle(
+    client: WirePublisher,
+    plan: PublishPlan,
+    log: PublishLog,
+    visible: Synchronized[int] | None,
+    started: float,
 ) -> None:
-    """Subscribe at QoS 1, decode every payload with orjson, and report messages per second."""
+    """Write what is queued, then wait while too far ahead of acks, `visible` or the rate."""
+    client.flush()
+    client.poll(0)
+    while log.published - client.acked > CLIENT_BACKLOG:
+        client.poll(0.01)
+    if plan.window and visible is not None:
+        while log.published - visible.value > plan.window:
+            client.poll(0.001)
+    if plan.rate:
+        due = started + log.published / plan.rate
+        while (ahead := due - time.monotonic()) > 0:
+            client.poll(ahead)
+
+
+def bare_consumer(
+    broker_url: str,
+    topic_filter: str,
+    client_id: str,
+    seconds: float,
+    progress: Synchronized[int],
+    results: Connection,
+) -> None:
+    """Subscribe at QoS 1, decode every payload with orjson, and report messages per second.
+
+    `progress` follows the count, so the publisher can hold the same window ahead of this
+    consumer as it holds ahead of ingest.
+    """
     received = 0
     first = last = 0.0
 
@@ -141,6 +158,8 @@ def bare_consumer(
         if not received:
             first = last
         received += 1
+        if not received % 100:
+            progress.value = received
 
     subscribed = threading.Event()
     client = _connect(broker_url, client_id, on_message)

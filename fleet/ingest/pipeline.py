@@ -138,12 +138,11 @@ class IngestPipeline:
     def process(self, batch: list[Inbound]) -> bool:
         """Write one batch to SQL and the TSDB, then acknowledge it; False if left unacked."""
         started = time.perf_counter()
-        for channel, count in Counter(m.channel for m in batch).items():
-            self.metrics.received.labels(channel).inc(count)
         stored = self._store(batch)
         if stored is None:
             return False
         classified, outcome = stored
+        self._count_received(classified)
         if self.tsdb is not None:
             self.tsdb.write(health_lines(classified.health))
         self.consumer.ack(batch)
@@ -234,6 +233,17 @@ class IngestPipeline:
             for kind, count in outcome.events.items():
                 total.events[kind] = total.events.get(kind, 0) + count
         return merged, total
+
+    def _count_received(self, classified: Classified) -> None:
+        # Counted once stored: a batch left to redelivery counts when it comes back, so the
+        # processes' totals add up to what the broker delivered. Only refused messages need
+        # their topic looked at; the rest are sorted by channel already.
+        received = Counter(r.message.channel for r in classified.refused)
+        received["health"] += len(classified.health)
+        received["state"] += len(classified.states)
+        for channel, count in received.items():
+            if count:
+                self.metrics.received.labels(channel).inc(count)
 
     def _count(
         self, batch: list[Inbound], classified: Classified, outcome: BatchOutcome, seconds: float

@@ -17,7 +17,9 @@ from tests.services.postgres import migrated_context
 
 LINE = re.compile(
     r"^ingest: [\d,]+ reports/s sustained, p50 [\d,]+ ms, p99 [\d,]+ ms "
-    r"\(publish to visible in the database\), lost 0, baseline [\d,]+ reports/s "
+    r"\(publish to visible in the database\), lost 0, doubled 0, "
+    r"processes 2 \(split (?P<first>[\d.]+)% / (?P<second>[\d.]+)%\), "
+    r"ingest CPU [\d,]+ us/report, baseline [\d,]+ reports/s "
     r"\(bare consumer on the same broker\), ratio \d+\.\d\d$"
 )
 
@@ -35,10 +37,16 @@ def test_bench_prints_one_line_of_figures_and_cleans_up(
         "ESTATE_PROFILE": "test",
     }
     args = ["bench", "ingest", "--devices", "20", "--seconds", "2", "--rate", "500"]
+    args += ["--processes", "2"]
     result = CliRunner().invoke(main, [*args, "--baseline-seconds", "1"], env=env)
 
     assert result.exit_code == 0, result.output
-    assert LINE.match(result.stdout.strip()), result.stdout
+    figures = LINE.match(result.stdout.strip())
+    assert figures, result.stdout
+    # Both processes took a real share of the reports, and the shares add up.
+    shares = float(figures["first"]), float(figures["second"])
+    assert min(shares) >= 10, shares
+    assert abs(sum(shares) - 100) < 0.2, shares
     assert len(result.stdout.strip().splitlines()) == 1
     assert "published" in result.stderr  # progress went to stderr
     try:

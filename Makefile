@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint format typecheck pytest assets system-deps migration screenshots clean help
+.PHONY: demo test lint format typecheck pytest assets system-deps migration screenshots clean help chaos
 
 help:
 	@echo "make demo    - run the embedded estate at http://127.0.0.1:8000"
@@ -12,6 +12,7 @@ help:
 	@echo "make lint    - ruff (lint + format check) and mypy"
 	@echo "make format  - apply ruff formatting and safe fixes"
 	@echo "make screenshots - regenerate docs/screenshots/*.png from a fresh demo"
+	@echo "make chaos   - fault injection: broker, ingest, PostgreSQL, TSDB, agent and worker failures"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +48,10 @@ pytest: $(STAMP) assets system-deps
 	$(BIN)/pytest
 
 test: $(STAMP) assets system-deps lint pytest
+
+# Also part of `make test` (pytest collects tests/chaos); this runs the fault injection alone.
+chaos: $(STAMP) system-deps
+	$(BIN)/pytest tests/chaos -q
 
 screenshots: $(STAMP) assets system-deps
 	$(BIN)/python scripts/screenshots.py

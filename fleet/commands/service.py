@@ -144,7 +144,10 @@ def apply_reply(
 ) -> DeviceCommand | None:
     """Record a device's reply on its command; None when it answers nothing of ours."""
     command_id, status, output = reply.get("id"), reply.get("status"), reply.get("output", "")
-    if not isinstance(command_id, str) or status not in REPLY_STATUSES:
+    # A device's JSON may put a list or object anywhere: test the type before the set lookup.
+    if not isinstance(command_id, str) or not isinstance(status, str):
+        return None
+    if status not in REPLY_STATUSES:
         return None
     command = session.get(DeviceCommand, command_id)
     if command is None or command.device_id != device_id or command.status in FINAL_STATUSES:

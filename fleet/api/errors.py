@@ -6,9 +6,12 @@ import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import DataError
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 
 log = logging.getLogger(__name__)
 
@@ -76,12 +79,21 @@ VALIDATION_PROBLEM_SCHEMA = {
 }
 
 
+# SQLSTATEs of values the database refuses, and what the sender can do about each.
+_REFUSED_VALUES = {
+    "22001": "A text value is longer than can be stored; shorten it and send the request again.",
+    "22003": "A number is too large or too small to store; check it and send the request again.",
+}
+
+
 async def data_error_handler(request: Request, exc: Exception) -> JSONResponse:
     """The database refused a value that passed validation (e.g. a NUL byte in text)."""
+    assert isinstance(exc, DataError)
     log.warning("database refused a value on %s %s: %s", request.method, request.url.path, exc)
-    message = (
+    message = _REFUSED_VALUES.get(
+        getattr(exc.orig, "sqlstate", None) or "",
         "A value contains something the database cannot store, such as a NUL character; "
-        "remove it and send the request again."
+        "remove it and send the request again.",
     )
     return JSONResponse(
         status_code=422,
@@ -92,19 +104,62 @@ async def data_error_handler(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _unreadable_body(cause: BaseException, detail: str) -> tuple[str, str]:
+    """The sentence and error type for a body that could not be decoded at all."""
+    if isinstance(cause, MultiPartException):
+        return f"The form could not be read ({detail}); send it as multipart/form-data.", (
+            "form_invalid"
+        )
+    if isinstance(cause, UnicodeDecodeError):
+        message = (
+            "The request body is not UTF-8 text; send JSON encoded as UTF-8 "
+            "with the header 'Content-Type: application/json'."
+        )
+    elif isinstance(cause, RecursionError):
+        message = "The request body is nested too deeply to read; send flatter JSON."
+    else:
+        message = "The request body could not be read; send JSON encoded as UTF-8."
+    return message, "json_invalid"
+
+
+async def bad_request_handler(request: Request, exc: Exception) -> Response:
+    """A body the framework could not even decode is bad input like any other: 422."""
+    assert isinstance(exc, HTTPException)
+    # FastAPI raises a bare 400 "error parsing the body" from the decoding error it hit;
+    # Starlette raises one while handling a malformed multipart form.
+    cause = exc.__cause__ or exc.__context__
+    if not isinstance(cause, (ValueError, RecursionError, MultiPartException)):
+        return await http_exception_handler(request, exc)
+    message, kind = _unreadable_body(cause, str(exc.detail))
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": message,
+            "errors": [{"field": "body", "loc": ["body"], "message": message, "type": kind}],
+        },
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(DataError, data_error_handler)
+    # By status code, so it is found before the HTTPException handler the web pages install.
+    app.add_exception_handler(400, bad_request_handler)
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
-        # Document the 422 body this handler really sends, not FastAPI's default shape.
+        # Imported here: the dependencies it inspects import modules that import this one.
+        from fleet.api.openapi import document_refusals
+
+        # Document the 422 body this handler really sends, not FastAPI's default shape,
+        # and the refusals (401, 403, 404, 409, ...) every operation can really give.
         if app.openapi_schema is None:
             schema = generate()
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
             schemas["HTTPValidationError"] = VALIDATION_PROBLEM_SCHEMA
             schemas["FieldError"] = FIELD_ERROR_SCHEMA
             schemas.pop("ValidationError", None)
+            document_refusals(schema, app.routes)
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -59,6 +59,7 @@ def _visible_device(session: DbSession, principal: Principal, device_id: str) ->
     "/devices/{device_id}/commands",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=CommandOut,
+    responses={409: {"description": "The device is retired, revoked or not yet enrolled"}},
 )
 def send_command(
     device_id: str,

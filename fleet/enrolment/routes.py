@@ -26,7 +26,15 @@ def _raise(exc: service.EnrolmentError) -> None:
     raise HTTPException(exc.status, exc.message) from exc
 
 
-@router.post("/enrolments", status_code=status.HTTP_201_CREATED, response_model=EnrolmentCreated)
+@router.post(
+    "/enrolments",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EnrolmentCreated,
+    responses={
+        404: {"description": "The prison is outside your caseload"},
+        409: {"description": "The device named is not waiting to enrol"},
+    },
+)
 def create_enrolments(
     body: EnrolmentCreate,
     session: DbSession,
@@ -60,7 +68,14 @@ def create_enrolments(
 
 
 @router.post(
-    "/enrolments/redeem", status_code=status.HTTP_201_CREATED, response_model=RedeemResponse
+    "/enrolments/redeem",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RedeemResponse,
+    responses={
+        404: {"description": "The enrolment token is not recognised"},
+        409: {"description": "The token was already used, or the serial belongs to another device"},
+        410: {"description": "The enrolment token has expired"},
+    },
 )
 def redeem_enrolment(
     body: RedeemRequest, session: DbSession, settings: AppSettings, issuer: Issuer

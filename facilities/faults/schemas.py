@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    HttpUrl,
+    UrlConstraints,
+    ValidationInfo,
+    field_validator,
+)
 
 Category = Literal[
     "in_cell_telephony", "in_cell_device", "power_electrical", "network_point", "heating",
@@ -195,7 +203,9 @@ class NotificationRouteIn(BaseModel):
     email_to: str | None = Field(
         default=None, max_length=320, pattern=r"^[^@\s]+@[^@\s]+$", description="One address"
     )
-    webhook_url: HttpUrl | None = Field(default=None, description="Receives a JSON POST")
+    webhook_url: Annotated[HttpUrl, UrlConstraints(max_length=500)] | None = Field(
+        default=None, description="Receives a JSON POST; at most 500 characters"
+    )
 
 
 class NotificationRouteOut(BaseModel):

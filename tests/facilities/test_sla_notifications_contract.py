@@ -132,6 +132,12 @@ def test_notification_routes_are_for_admins_and_validated(api: Api) -> None:
     bad = api.client.put(url, json={"webhook_url": "not a url"}, headers=api.auth())
     assert bad.status_code == 422
     assert bad.json()["errors"][0]["field"] == "webhook_url"
+    too_long = {"webhook_url": "https://teams.example/" + "h" * 500}
+    long = api.client.put(url, json=too_long, headers=api.auth())
+    assert long.status_code == 422
+    assert long.json()["errors"][0]["field"] == "webhook_url"
+    assert "500 characters" in long.json()["errors"][0]["message"]
+    assert api.get(url).json() == {"prison_code": "MDI", **body}, "the stored route is unchanged"
     hidden = api.client.get(
         "/api/v1/prisons/LEI/notifications", headers=api.auth("estate-admin", ("MDI",))
     )

@@ -161,7 +161,7 @@ def _rows(session: Session, faults: list[Any]) -> list[dict[str, Any]]:
         {
             "fault": f,
             "location": paths[f.location_id],
-            "sla": sla_state(f),
+            "sla": sla_state(f, now),
             "due": relative_due(f.due_clear_at, now),
         }
         for f in faults

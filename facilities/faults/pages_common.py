@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from facilities.faults.models import Fault
+from facilities.faults.sla import AT_RISK_SHARE, active_due, used_share
 from fleet.api.deps import Principal
 from fleet.web.shell import page_scope
 from fleet.web.templating import make_templates
@@ -104,15 +105,22 @@ templates.env.globals.update(
 )
 
 
-def sla_state(fault: Fault) -> dict[str, str]:
-    """The clock as a GOV.UK tag; the words carry the meaning, the colour only repeats it."""
-    if fault.breached_at is not None:
+def sla_state(fault: Fault, now: datetime) -> dict[str, str]:
+    """The clock as a GOV.UK tag; the words carry the meaning, the colour only repeats it.
+
+    Read from the due times as well as the marks the scheduled check leaves, so a fault past its
+    target never shows as on time in the minutes before the next check.
+    """
+    open_now = fault.status in OPEN
+    if fault.breached_at is not None or (
+        open_now and fault.paused_since is None and now > active_due(fault)
+    ):
         return {"text": "Breached", "classes": "govuk-tag--red"}
-    if fault.status not in OPEN:
+    if not open_now:
         return {"text": "Clock stopped", "classes": "govuk-tag--grey"}
     if fault.paused_since is not None:
         return {"text": "Clock paused", "classes": "govuk-tag--grey"}
-    if fault.at_risk_at is not None:
+    if fault.at_risk_at is not None or used_share(fault, now) >= AT_RISK_SHARE:
         return {"text": "At risk", "classes": "govuk-tag--orange"}
     return {"text": "On time", "classes": "govuk-tag--green"}
 

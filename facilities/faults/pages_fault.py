@@ -26,6 +26,7 @@ from facilities.faults.pages_common import (
 from facilities.faults.schemas import NOTE_MAX
 from facilities.faults.workflow import NEXT, IllegalMove
 from fleet.api.deps import DbSession, Principal
+from fleet.db import utcnow
 from fleet.devices.listing import describe
 from fleet.estate.models import Location
 from fleet.estate.service import Refused, ancestors
@@ -119,7 +120,7 @@ def _page(
             fault=fault,
             place=place,
             place_words=", ".join(loc.name for loc in reversed(chain)),
-            sla=sla_state(fault),
+            sla=sla_state(fault, utcnow()),
             timeline=_timeline(session, fault),
             photos=service.attachments(session=session, fault=fault),
             moves=[(m, MOVE_LABELS[m], MOVE_FIELDS[m]) for m in moves],

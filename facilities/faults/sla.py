@@ -102,14 +102,16 @@ def resume_clock(fault: Fault, now: datetime) -> timedelta:
     return paused
 
 
-def _active_due(fault: Fault) -> datetime:
+def active_due(fault: Fault) -> datetime:
+    """The respond-by time until someone responds, then the clear-by time."""
     return fault.due_respond_at if fault.responded_at is None else fault.due_clear_at
 
 
-def _used_share(fault: Fault, now: datetime) -> float:
+def used_share(fault: Fault, now: datetime) -> float:
+    """How much of the active target has gone, leaving out time on hold (1.0 = due now)."""
     # Pauses moved the due time on and used none of the target, so both sides leave them out.
     paused = fault.paused_seconds or 0
-    window = (_active_due(fault) - fault.reported_at).total_seconds() - paused
+    window = (active_due(fault) - fault.reported_at).total_seconds() - paused
     used = (now - fault.reported_at).total_seconds() - paused
     return 1.0 if window <= 0 else used / window
 
@@ -139,8 +141,8 @@ def check(*, session: Session, now: datetime) -> list[SlaChange]:
     ).all()
     changes = []
     for fault in faults:
-        share = _used_share(fault, now)
-        due = _active_due(fault)
+        share = used_share(fault, now)
+        due = active_due(fault)
         if fault.breached_at is None and now > due:
             fault.breached_at = now
             if fault.at_risk_at is None:

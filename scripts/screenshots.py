@@ -121,6 +121,7 @@ def capture(base: str, password: str) -> None:
         rollout = sign_in(browser, base, "rollout", password)
         shoot(rollout, base, "/estate", "estate-overview")
         shoot(rollout, base, "/prisons/MDI", "prison")
+        shoot(rollout, base, "/rollout", "rollout")
         rollout.close()
 
         support = sign_in(browser, base, "support", password)
@@ -130,10 +131,16 @@ def capture(base: str, password: str) -> None:
         device = first.get_attribute("href") if first.count() else None
         if device:
             shoot(support, base, device, "device")
+        shoot(support, base, "/alerts", "alerts")
+        shoot(support, base, "/jobs", "jobs")
         support.close()
 
         facilities = sign_in(browser, base, "facilities", password)
         shoot(facilities, base, "/faults", "faults")
+        shoot(facilities, base, "/faults/new?location=MDI-1-1-001", "report-a-fault")
+        shoot(facilities, base, "/places?q=MDI-1-1", "places")
+        shoot(facilities, base, "/faults/reports", "fault-reports")
+        facilities.close()
         browser.close()
 
 

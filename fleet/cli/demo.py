@@ -127,6 +127,7 @@ def demo(
     """
     from fleet.app import create_app
     from fleet.broker.embedded import EmbeddedBroker, supports_shared_subscriptions
+    from fleet.cli.demo_content import seed_demo_content
     from fleet.context import Context
     from fleet.db import transaction
     from fleet.estate.service import seed_prisons
@@ -181,6 +182,8 @@ def demo(
     except Exception as exc:
         pipeline.stop()
         raise click.ClickException(f"simulator failed to start: {exc}") from exc
+    # After the simulator, which gives each prison its wings, landings and cells.
+    seed_demo_content(ctx, codes, devices_per_prison, _err)
 
     base = f"http://{host}:{port}"
     click.echo(

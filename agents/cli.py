@@ -81,6 +81,19 @@ ENROL_FIRST = (
     help="Also log to this file; collect_diagnostics sends its last lines.",
 )
 @click.option(
+    "--sandbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where remote (Ansible) commands run, and where files may be written and fetched "
+    "[default: <state-dir>/sandbox].",
+)
+@click.option(
+    "--allow-dir",
+    "allow_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Another directory remote file transfers may use; repeat for more.",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -99,6 +112,8 @@ def agent(
     reboot_command: str,
     lock_command: str,
     log_file: Path | None,
+    sandbox: Path | None,
+    allow_dirs: tuple[Path, ...],
     log_level: str,
 ) -> None:
     """Run the device agent: health reports, signed commands and desired configuration.
@@ -144,10 +159,20 @@ def agent(
     else:
         identity = _saved_identity(state_dir)
     from agents.actions import install_actions
+    from agents.remote_ops import Sandbox
     from agents.runner import Agent
 
+    remote_dirs = Sandbox(
+        (sandbox or state_dir / "sandbox").absolute(), tuple(d.absolute() for d in allow_dirs)
+    )
     try:
-        runner = Agent(identity, state_dir, interval_s=interval, buffer_max=buffer_max)
+        runner = Agent(
+            identity,
+            state_dir,
+            interval_s=interval,
+            buffer_max=buffer_max,
+            sandbox=remote_dirs,
+        )
         install_actions(runner.actions, runner, action_settings)
         runner.run_forever()
     except (StateError, IdentityError) as exc:

@@ -12,6 +12,7 @@ import orjson
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agents.commands import unverified_field
+from agents.desired import SectionError, apply_sections, check_sections
 from agents.protocol import Rejected, verify_envelope
 from agents.state import StateError, read_json_file, write_file_atomically
 
@@ -67,6 +68,10 @@ def validate_doc(doc: Any) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise ConfigError("doc must be a JSON object")
     health_interval_from(doc)
+    try:
+        check_sections(doc)
+    except SectionError as exc:
+        raise ConfigError(str(exc)) from None
     return doc
 
 
@@ -138,7 +143,8 @@ def handle_desired_config(
         return report_document(0, "failed", "version must be a positive integer")
     try:
         doc = validate_doc(doc)
-    except ConfigError as exc:
+        apply_sections(check_sections(doc), applied.path.parent)
+    except (ConfigError, OSError) as exc:
         log.warning("refused desired config version %d for %s: %s", version, device_id, exc)
         applied.record_failed(version)
         return report_document(version, "failed", str(exc))

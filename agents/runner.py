@@ -29,7 +29,9 @@ from agents.identity import Identity, parse_mqtt_url
 from agents.lock import StateDirLock
 from agents.metrics import MetricsSource, valid_metrics
 from agents.protocol import dumps, topic
-from agents.sender import ReportSender
+from agents.remote import RemoteRequests, is_remote
+from agents.remote_ops import Sandbox
+from agents.sender import ReportSender, undelivered
 from agents.state import Counters, ensure_state_dir
 from agents.store import open_database
 
@@ -38,6 +40,8 @@ log = logging.getLogger(__name__)
 MAX_LOOP_WAIT_S = 0.5  # how long stop() may wait for the loop to notice
 ACTION_POLL_S = 0.05  # loop wait while an action runs, so its reply goes out promptly
 SHUTDOWN_ACK_WAIT_S = 3.0
+UNSUPPORTED_PROTOCOL = 0x84  # CONNACK from a broker that speaks only MQTT 3.1.1
+CONNACK_TIMEOUT_S = 10.0  # a broker that has not answered CONNECT by then is given up on
 
 
 class Agent:
@@ -59,6 +63,7 @@ class Agent:
         backoff: Backoff | None = None,
         keepalive_s: int = 60,
         publish_window: int = 50,
+        sandbox: Sandbox | None = None,
     ) -> None:
         if interval_s is not None and not (math.isfinite(interval_s) and interval_s > 0):
             raise ValueError("interval_s must be a positive number of seconds")
@@ -72,6 +77,14 @@ class Agent:
         self._backoff = backoff or Backoff()
         self._keepalive_s = keepalive_s
         self._publish_window = publish_window
+        # MQTT 5 so a PUBACK can say a report reached no subscriber; 3.1.1 for brokers without it.
+        self._protocol = mqtt.MQTTv5
+        self._rebuild_client = False
+        self._protocol_confirmed = False  # a CONNACK arrived in this protocol
+        self._connack_seen = True
+        self._connack_due = math.inf
+        # Where remote commands run and the only place files may be moved in or out of.
+        self.sandbox = sandbox or Sandbox(self.state_dir / "sandbox")
         self._host, self._port, self._tls = parse_mqtt_url(identity.mqtt_url)
         self._public_key = identity.public_key
         self._topics = {
@@ -189,6 +202,9 @@ class Agent:
         self._commands = CommandDispatcher(
             self._public_key, self.device_id, SeenNonces(self._db), self._actions
         )
+        self._remote = RemoteRequests(
+            self._public_key, self.device_id, self.state_dir, self.sandbox
+        )
         self.interval_s = resolve_health_interval(
             self._interval_override, self._config.doc, self.identity.config
         )
@@ -208,8 +224,9 @@ class Agent:
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.device_id,
-            protocol=mqtt.MQTTv311,
-            clean_session=True,
+            protocol=self._protocol,
+            # MQTT 5 starts clean by default (session expiry 0); 3.1.1 needs it said.
+            clean_session=True if self._protocol == mqtt.MQTTv311 else None,
         )
         client.username_pw_set(self.identity.mqtt_username, self.identity.mqtt_password or None)
         # With paho's in-flight limit above the sender's window paho never holds a report
@@ -261,6 +278,10 @@ class Agent:
             if self.connected.is_set():
                 self._sender.send()
             rc = self._client.loop(timeout=self._wait_s(next_connect))
+            if not self._connack_seen and time.monotonic() > self._connack_due:
+                log.warning("broker %s:%d did not answer CONNECT", self._host, self._port)
+                self._connack_due = math.inf
+                self._client.disconnect()
             self._sender.forget_acknowledged()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or self._client.socket() is None:
                 next_connect = time.monotonic() + self._retry_delay(
@@ -303,7 +324,7 @@ class Agent:
         if self._client.socket() is None:
             due = min(due, next_connect)
         wait = min(due - time.monotonic(), MAX_LOOP_WAIT_S)
-        if self._commands.busy:
+        if self._commands.busy or self._remote.busy:
             wait = min(wait, ACTION_POLL_S)
         return max(wait, 0.0)
 
@@ -315,6 +336,11 @@ class Agent:
         return delay
 
     def _try_connect(self) -> bool:
+        self._switch_protocol_if_unanswered()
+        if self._rebuild_client:  # paho fixes the protocol version when the client is made
+            self._rebuild_client = False
+            self._client.reinitialise()
+            self._client = self._make_client()
         self._client.will_set(
             self._topics["state"], dumps(self._state_doc("lost")), qos=1, retain=True
         )
@@ -323,7 +349,26 @@ class Agent:
         except OSError as exc:
             log.debug("connect to %s:%d failed: %s", self._host, self._port, exc)
             return False
+        self._connack_seen = False
+        self._connack_due = time.monotonic() + CONNACK_TIMEOUT_S
         return True
+
+    def _switch_protocol_if_unanswered(self) -> None:
+        """Until one protocol got a CONNACK, a broker that hangs up unanswered gets the other.
+
+        A 3.1.1-only broker may drop an MQTT 5 CONNECT without answering it at all.
+        """
+        if self._connack_seen or self._protocol_confirmed:
+            return
+        self._connack_seen = True
+        other = mqtt.MQTTv311 if self._protocol == mqtt.MQTTv5 else mqtt.MQTTv5
+        log.info(
+            "broker %s:%d hung up before answering; trying MQTT %s",
+            self._host,
+            self._port,
+            "3.1.1" if other == mqtt.MQTTv311 else "5",
+        )
+        self._protocol, self._rebuild_client = other, True
 
     def _shutdown(self) -> None:
         if self._abort:
@@ -350,6 +395,7 @@ class Agent:
         self.connected.clear()
         self.subscribed.clear()
         self._commands.shutdown()
+        self._remote.shutdown()
         self._client.reinitialise()  # closes its sockets now rather than at garbage collection
         self._db.close()
         self._lock.release()
@@ -361,10 +407,20 @@ class Agent:
     def _on_connect(
         self, client: mqtt.Client, _u: Any, _f: Any, reason_code: mqtt.ReasonCode, _p: Any
     ) -> None:
+        self._connack_seen = True
+        if (
+            reason_code.is_failure
+            and reason_code.value == UNSUPPORTED_PROTOCOL
+            and (self._protocol == mqtt.MQTTv5)
+        ):
+            log.warning("broker %s:%d has no MQTT 5; using 3.1.1", self._host, self._port)
+            self._protocol, self._rebuild_client = mqtt.MQTTv311, True
+            return
         if reason_code.is_failure:
             log.warning("broker refused agent %s: %s", self.device_id, reason_code)
             return
         self._backoff.reset()
+        self._protocol_confirmed = True
         self._publish_state("online")
         _rc, self._subscribe_mid = client.subscribe(
             [(self._topics["cmd"], 1), (self._topics["config"], 1)]
@@ -386,7 +442,11 @@ class Agent:
         elif mid == self._subscribe_mid:
             self.subscribed.set()
 
-    def _on_publish(self, _c: Any, _u: Any, mid: int, *_: Any) -> None:
+    def _on_publish(
+        self, _c: Any, _u: Any, mid: int, reason_code: mqtt.ReasonCode, _p: Any
+    ) -> None:
+        if undelivered(reason_code) and self._sender.refused(mid, reason_code):
+            return  # the report stays in the buffer and is sent again
         self._sender.acknowledged(mid)
         self._state_mids.discard(mid)
 
@@ -444,12 +504,15 @@ class Agent:
             log.error("could not queue %s message: %s", channel, mqtt.error_string(info.rc))
 
     def _handle_command(self, raw: bytes) -> None:
+        if is_remote(raw):
+            self._publish("cmd/reply", self._remote.handle(raw))
+            return
         reply = self._commands.handle(raw)
         if reply is not None:
             self._publish("cmd/reply", reply)
 
     def _send_action_replies(self) -> None:
-        for reply in self._commands.finished_replies():
+        for reply in self._commands.finished_replies() + self._remote.finished_replies():
             self._publish("cmd/reply", reply)
 
     def _handle_config(self, raw: bytes) -> None:

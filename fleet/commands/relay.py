@@ -17,6 +17,7 @@ import orjson
 import paho.mqtt.client as mqtt
 
 from agents.protocol import PREFIX, Rejected, parse_topic, topic
+from fleet.automation.link import REQUEST_ID_PREFIX
 from fleet.broker.embedded import protocol_for, supports_shared_subscriptions
 from fleet.broker.urls import BrokerConnectError, close_client, connect_client, parse_broker_url
 from fleet.commands.service import apply_reply
@@ -145,6 +146,9 @@ class CommandRelay:
         if not isinstance(reply, dict):
             log.warning("ignoring a command reply from %s that is not an object", device_id)
             return
+        reply_id = reply.get("id")
+        if isinstance(reply_id, str) and reply_id.startswith(REQUEST_ID_PREFIX):
+            return  # a job gateway's remote request: that gateway reads its own replies
         try:
             with transaction(self._ctx.sessions) as session:
                 command = apply_reply(

@@ -11,6 +11,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from fleet import __version__
 from fleet.api import errors
+from fleet.automation.config_link import ConfigLink
 from fleet.commands.relay import CommandRelay
 from fleet.context import Context
 from fleet.ops.estate_metrics import EstateInventoryCollector
@@ -30,8 +31,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         relay = app.state.command_relay = CommandRelay(ctx)
         relay.start()  # replies are read from startup, not only after this process sends one
+        config_link = app.state.config_link = ConfigLink(ctx)
+        config_link.start()  # devices' config reports are recorded from startup
         yield
         relay.close()
+        config_link.close()
+        dispatcher = getattr(app.state, "job_dispatcher", None)
+        if dispatcher is not None:
+            dispatcher.close()  # in-process jobs (embedded demo) finish their stage first
         ctx.close()
 
     app = FastAPI(
@@ -67,15 +74,26 @@ def create_app(settings: Settings) -> FastAPI:
 
 
 def _include_routers(app: FastAPI) -> None:
+    from facilities.faults.pages import router as fault_pages
     from facilities.faults.routes import router as faults_api
+    from facilities.places.pages import router as place_pages
+    from facilities.reports.pages import router as fault_report_pages
+    from facilities.reports.routes import router as fault_reports_api
+    from fleet.alerts.admin_pages import router as alert_admin_pages
+    from fleet.alerts.pages import router as alert_pages
+    from fleet.alerts.quiet_routes import router as quiet_api
+    from fleet.alerts.routes import router as alerts_api
     from fleet.auth.pages import router as auth_pages
     from fleet.auth.routes import router as auth_api
+    from fleet.automation.routes import router as automation_api
     from fleet.commands.routes import router as commands_api
     from fleet.devices.pages import router as device_pages
     from fleet.devices.routes import router as devices_api
     from fleet.enrolment.routes import router as enrolment_api
     from fleet.estate.pages import router as estate_pages
     from fleet.estate.routes import router as estate_api
+    from fleet.jobs.pages import router as job_pages
+    from fleet.jobs.routes import router as jobs_api
     from fleet.ops.routes import router as ops
     from fleet.rollout.pages import router as rollout_pages
     from fleet.rollout.routes import router as rollout_api
@@ -84,8 +102,20 @@ def _include_routers(app: FastAPI) -> None:
     for router in (auth_api, estate_api, devices_api, enrolment_api, commands_api):
         app.include_router(router, prefix="/api/v1")
     app.include_router(faults_api, prefix="/api/v1")
+    app.include_router(fault_reports_api, prefix="/api/v1")
+    # Before any fault pages, whose /faults/{reference} would otherwise answer /faults/reports.
+    app.include_router(fault_report_pages)
+    app.include_router(place_pages)
+    app.include_router(fault_pages)
     app.include_router(rollout_api, prefix="/api/v1")
+    app.include_router(automation_api, prefix="/api/v1")
+    app.include_router(alerts_api, prefix="/api/v1")
+    app.include_router(quiet_api, prefix="/api/v1")
     app.include_router(rollout_pages)
     app.include_router(auth_pages)
     app.include_router(estate_pages)
     app.include_router(device_pages)
+    app.include_router(jobs_api, prefix="/api/v1")
+    app.include_router(job_pages)
+    app.include_router(alert_pages)
+    app.include_router(alert_admin_pages)

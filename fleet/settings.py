@@ -83,12 +83,26 @@ class Settings(BaseSettings):
     )
     attachment_max_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
     smtp_url: str = Field(
-        default="", description="smtp://host:port for SLA emails; empty sends no email."
+        default="", description="smtp://host:port for SLA and alert emails; empty sends no email."
     )
     smtp_from: str = "estate@localhost"
     fault_silent_after_s: int = Field(
         default=3600, ge=60, description="A device silent this long raises a fault on its place."
     )
+
+    public_base_url: str = Field(
+        default="",
+        description="Address staff reach the web UI at, e.g. https://estate.example.gov.uk; "
+        "printed QR codes point there. Empty: the address the sheet was requested on.",
+    )
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url_shape(cls, value: str) -> str:
+        value = value.strip().rstrip("/")
+        if value and (not value.startswith(("https://", "http://")) or "?" in value):
+            raise ValueError("must be empty or a URL like https://estate.example.gov.uk")
+        return value
 
     @field_validator("mqtt_url")
     @classmethod

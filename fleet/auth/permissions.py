@@ -26,6 +26,17 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "faults:report": frozenset({"estate-admin", "facilities", "it-support"}),
     "faults:write": frozenset({"estate-admin", "facilities"}),
     "faults:admin": frozenset({"estate-admin"}),
+    "alerts:read": frozenset({"estate-admin", "it-support", "viewer"}),
+    "alerts:write": frozenset({"estate-admin", "it-support"}),
+    "alert-rules:write": frozenset({"estate-admin", "it-support"}),
+    "quiet-windows:write": frozenset({"estate-admin", "it-support"}),
+    "alert-routes:write": frozenset({"estate-admin"}),
+    "jobs:read": frozenset({"estate-admin", "it-support"}),
+    "jobs:launch": frozenset({"estate-admin", "it-support"}),
+    # Approving is the second pair of eyes on an estate-wide job; never the launcher's own.
+    "jobs:approve": frozenset({"estate-admin", "it-support"}),
+    # A template decides which playbook runs with which variables on which devices.
+    "jobs:templates": frozenset({"estate-admin"}),
 }
 
 

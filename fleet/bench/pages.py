@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 from fleet.app import create_app
 from fleet.auth.models import User
 from fleet.auth.service import create_user
+from fleet.bench.database import BenchError
 from fleet.context import Context
 from fleet.db import transaction, utcnow
 from fleet.devices.models import Device, DeviceState
@@ -63,10 +64,6 @@ STATE_COLUMNS = (
     "battery",
     "updated_at",
 )
-
-
-class BenchError(Exception):
-    """The bench cannot run as asked; the message says what to change."""
 
 
 @dataclass(frozen=True)

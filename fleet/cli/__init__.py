@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "locations": ("fleet.estate.cli", "locations", "Import and list prison locations."),
     "audit": ("fleet.audit.cli", "audit", "Inspect and verify the audit trail."),
     "keys": ("fleet.cli.keys", "keys", "Command-signing keys."),
+    "jobs": ("fleet.jobs.cli", "jobs", "Ansible job templates for the shipped playbooks; jobs."),
     "dashboards": (
         "fleet.dashboards.cli",
         "dashboards",

@@ -17,8 +17,10 @@ from celery.signals import (
     worker_process_shutdown,
 )
 
+from fleet.alerts import tasks as alerts_tasks
 from fleet.commands import tasks as commands_tasks
 from fleet.context import Context
+from fleet.jobs import tasks as jobs_tasks
 from fleet.ops.logging import set_log_context
 from fleet.ops.multiprocess import forget_process
 from fleet.rollout import tasks as rollout_tasks
@@ -45,6 +47,13 @@ TASKS: tuple[TaskSpec, ...] = (
     TaskSpec(devices.SWEEP_SILENT, devices.sweep_silent, idempotent=True),
     TaskSpec(rollout_tasks.SNAPSHOT_DAILY, rollout_tasks.snapshot_daily, idempotent=True),
     TaskSpec(commands_tasks.EXPIRE_COMMANDS, commands_tasks.expire_commands, idempotent=True),
+    # Not acknowledged late: a job claims its stage, and a dead worker's job is reaped as failed
+    # rather than replayed on devices.
+    TaskSpec(jobs_tasks.RUN_JOB, jobs_tasks.run_job, idempotent=False),
+    TaskSpec(jobs_tasks.SWEEP_JOBS, jobs_tasks.sweep_jobs, idempotent=True),
+    TaskSpec(alerts_tasks.EVALUATE, alerts_tasks.evaluate, idempotent=True),
+    # Claims are committed before sending, so a redelivered run never repeats a digest.
+    TaskSpec(alerts_tasks.NOTIFY, alerts_tasks.notify, idempotent=True),
 )
 
 
@@ -114,6 +123,8 @@ def make_celery(settings: Settings, *, context: Context | None = None) -> Estate
             },
             **rollout_tasks.beat_schedule(),
             **commands_tasks.beat_schedule(),
+            **jobs_tasks.beat_schedule(),
+            **alerts_tasks.beat_schedule(),
         },
     )
     for spec in TASKS:

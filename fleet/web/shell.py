@@ -25,12 +25,14 @@ ATTENTION = NavItem("attention", "/attention", "Devices needing attention")
 DEVICES = NavItem("devices", "/devices", "Devices")
 FAULTS = NavItem("faults", "/faults", "Faults")
 ROLLOUT = NavItem("rollout", "/rollout", "Rollout")
+JOBS = NavItem("jobs", "/jobs", "Jobs")
+ALERTS = NavItem("alerts", "/alerts", "Alerts")
 
 NAV_BY_ROLE: dict[str, tuple[NavItem, ...]] = {
     "rollout-manager": (ESTATE, ROLLOUT),
-    "it-support": (ATTENTION, DEVICES),
+    "it-support": (ATTENTION, ALERTS, DEVICES, JOBS),
     "facilities": (FAULTS,),
-    "estate-admin": (ESTATE, ROLLOUT, ATTENTION, DEVICES, FAULTS),
+    "estate-admin": (ESTATE, ROLLOUT, ATTENTION, ALERTS, DEVICES, FAULTS, JOBS),
     "viewer": (ESTATE, ROLLOUT, DEVICES),
 }
 

@@ -23,13 +23,21 @@ HOMES = {
     "support": (
         "/attention",
         "Devices needing attention",
-        ["Devices needing attention", "Devices"],
+        ["Devices needing attention", "Alerts", "Devices", "Jobs"],
     ),
-    "facilities": ("/faults", "Faults", ["Faults"]),
+    "facilities": ("/faults", "Open faults", ["Faults"]),
     "admin": (
         "/estate",
         "Estate overview",
-        ["Estate overview", "Rollout", "Devices needing attention", "Devices", "Faults"],
+        [
+            "Estate overview",
+            "Rollout",
+            "Devices needing attention",
+            "Alerts",
+            "Devices",
+            "Faults",
+            "Jobs",
+        ],
     ),
 }
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import psycopg
 import psycopg.errors
@@ -14,6 +17,12 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from fleet.api.errors import bad_request_handler, data_error_handler
+
+
+def _run(handler_call: Coroutine[Any, Any, Any]) -> Any:
+    """Run a handler on its own thread: a browser test's event loop may own this one."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, handler_call).result()
 
 
 def _request() -> Request:
@@ -29,7 +38,7 @@ def _raised(exc: HTTPException, cause: BaseException | None) -> HTTPException:
 
 def test_a_400_not_caused_by_the_body_stays_400_with_its_detail() -> None:
     exc = _raised(HTTPException(400, "the link has expired; open it again"), None)
-    resp = asyncio.run(bad_request_handler(_request(), exc))
+    resp = _run(bad_request_handler(_request(), exc))
     assert resp.status_code == 400
     assert json.loads(bytes(resp.body)) == {"detail": "the link has expired; open it again"}
 
@@ -37,7 +46,7 @@ def test_a_400_not_caused_by_the_body_stays_400_with_its_detail() -> None:
 def test_a_400_from_a_body_that_would_not_decode_becomes_422() -> None:
     cause = UnicodeDecodeError("utf-8", b"\xff", 0, 1, "invalid start byte")
     exc = _raised(HTTPException(400, "There was an error parsing the body"), cause)
-    resp = asyncio.run(bad_request_handler(_request(), exc))
+    resp = _run(bad_request_handler(_request(), exc))
     assert resp.status_code == 422
     body = json.loads(bytes(resp.body))
     assert body["errors"] == [
@@ -58,7 +67,7 @@ def test_a_value_the_database_refuses_is_422_saying_what_to_change(
     refusal: psycopg.Error, advice: str
 ) -> None:
     exc = DataError("UPDATE t SET v = %s", ("x",), refusal)
-    resp = asyncio.run(data_error_handler(_request(), exc))
+    resp = _run(data_error_handler(_request(), exc))
     assert resp.status_code == 422
     body = json.loads(bytes(resp.body))
     assert advice in body["detail"]

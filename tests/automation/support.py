@@ -45,8 +45,14 @@ def estate_with_agents(
         try:
             for agent in started:
                 agents[agent.identity()["device_id"]] = agent
-            for device_id in agents:
-                wait_for(lambda d=device_id: plane.device(d)["online"], 30, f"{device_id} online")
+            for device_id, agent in agents.items():
+                try:
+                    wait_for(
+                        lambda d=device_id: plane.device(d)["online"], 60, f"{device_id} online"
+                    )
+                except AssertionError as exc:
+                    said = agent.output()[-3000:]
+                    raise AssertionError(f"{exc}; the agent said:\n{said}") from exc
             yield Estate(plane, agents)
         finally:
             for agent in started:

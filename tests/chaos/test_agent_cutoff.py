@@ -21,10 +21,11 @@ import paho.mqtt.client as mqtt
 
 from agents.store import DATABASE_FILE
 from fleet.auth.service import create_user, issue_token
+from fleet.bench.child import IngestChild
 from fleet.broker.urls import make_client
 from fleet.db import transaction
 from tests.chaos.conftest import ChaosBroker, chaos_context, ingest_child, run_id
-from tests.chaos.ledger import Ledger, Report, assert_exact
+from tests.chaos.ledger import Ledger, Report, ReportStream, assert_exact
 from tests.chaos.proxy import CuttableLink
 from tests.e2e.harness import ControlPlane
 from tests.ingest.conftest import wait_for
@@ -34,6 +35,8 @@ from tests.services.victoria import VictoriaServer
 REPORT_INTERVAL_S = 30  # the design's interval, which the cut-off length stands for
 CUT_OFF_S = 600
 BUFFERED_DURING_CUT = CUT_OFF_S // REPORT_INTERVAL_S  # 20 reports
+# Reports from a made-up device show that ingest is subscribed before the agent starts.
+PROBE_DEVICE = "MDI-PROBE-000000"
 
 
 class HealthWatcher:
@@ -72,6 +75,21 @@ def _outbox(state_dir: Path) -> list[int]:
         return [row[0] for row in conn.execute("SELECT seq FROM outbox ORDER BY id")]
 
 
+def _wait_until_ingest_listens(ingest: IngestChild, broker: ChaosBroker) -> None:
+    """Ingest subscribes a moment after it starts; a report sent before then reaches only the
+    watcher, so the agent starts once ingest has received a probe."""
+    probe = ReportStream(broker.publisher_address, [PROBE_DEVICE], 1, rate=1)
+    try:
+
+        def _received_probe() -> bool:
+            probe.publish(Report(PROBE_DEVICE, 1, probe.ts(1)))
+            return ingest.received() >= 1
+
+        wait_for(_received_probe, 30, "ingest to subscribe")
+    finally:
+        probe.close()
+
+
 def test_agent_cut_off_for_ten_minutes_of_reports_replays_them_in_order_once(
     chaos_broker: ChaosBroker, pg_url: str, victoria_server: VictoriaServer, tmp_path: Path
 ) -> None:
@@ -92,7 +110,11 @@ def test_agent_cut_off_for_ten_minutes_of_reports_replays_them_in_order_once(
         token = issue_token(session=session, user=admin)
     watcher = HealthWatcher(chaos_broker)
     try:
-        with ingest_child(ctx.settings, tmp_path, run_id()), running_api(ctx.settings) as base:
+        with (
+            ingest_child(ctx.settings, tmp_path, run_id()) as ingest,
+            running_api(ctx.settings) as base,
+        ):
+            _wait_until_ingest_listens(ingest, chaos_broker)
             plane = ControlPlane(ctx, base, token, chaos_broker, tmp_path)
             agent = plane.start_agent("cut", plane.enrolment_token(), interval=0.25)
             try:

@@ -7,6 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData
 
@@ -176,10 +178,19 @@ async def move(
     reference: str, request: Request, session: DbSession, principal: PagePrincipal
 ) -> Response:
     """Make one move; a stale or refused move shows the page again and changes nothing."""
+    form = await request.form()
+    # The row lock below can wait on a twin request; waiting on the event loop would stop that
+    # twin from ever committing, so the database work runs on a worker thread.
+    return await run_in_threadpool(_move, reference, request, session, principal, form)
+
+
+def _move(
+    reference: str, request: Request, session: Session, principal: Principal, form: FormData
+) -> Response:
     require_page_permission(principal, "faults:write")
     found = visible_fault(request, session, principal, reference)
     fault = session.scalars(select(Fault).where(Fault.id == found.id).with_for_update()).one()
-    attempt = _attempt(await request.form())
+    attempt = _attempt(form)
     if attempt["to"] not in MOVE_LABELS:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Page not found")
     errors = _move_errors(attempt)

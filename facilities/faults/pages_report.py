@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 
 from facilities.attachments.storage import UPLOAD_TYPES, Unacceptable, accept
@@ -259,13 +260,29 @@ async def report(
     require_page_permission(principal, "faults:report")
     data = await request.form()
     try:
-        return await _report(request, session, settings, principal, data)
+        photo, photo_problem = None, None
+        try:
+            photo = await _photo(data, settings)
+        except Unacceptable as exc:
+            photo_problem = exc.message
+        # The database work waits on row locks (a twin request holding the prison's fault
+        # counter), so it runs on a worker thread: waiting on the event loop would stop the
+        # twin from ever committing.
+        return await run_in_threadpool(
+            _report, request, session, settings, principal, data, photo, photo_problem
+        )
     finally:
         await data.close()  # the uploaded photo's spooled temporary file
 
 
-async def _report(
-    request: Request, session: Session, settings: Settings, principal: Principal, data: FormData
+def _report(
+    request: Request,
+    session: Session,
+    settings: Settings,
+    principal: Principal,
+    data: FormData,
+    photo: tuple[bytes, str, str] | None,
+    photo_problem: str | None,
 ) -> Response:
     form = ReportForm.read(data)
     queued = "application/json" in request.headers.get("accept", "")
@@ -275,11 +292,8 @@ async def _report(
     elif (picked := _pick(request, session, principal, form, data)) is not None:
         return picked
     form.check(session, principal)
-    photo = None
-    try:
-        photo = await _photo(data, settings)
-    except Unacceptable as exc:
-        form.errors["photo"] = exc.message
+    if photo_problem is not None:
+        form.errors["photo"] = photo_problem
     if not form.errors:
         try:
             fault, created = service.report_once(

@@ -37,6 +37,7 @@ CUT_OFF_S = 600
 BUFFERED_DURING_CUT = CUT_OFF_S // REPORT_INTERVAL_S  # 20 reports
 # Reports from a made-up device show that ingest is subscribed before the agent starts.
 PROBE_DEVICE = "MDI-PROBE-000000"
+HEALTH_RECEIVED = 'estate_ingest_messages_received_total{channel="health"}'
 
 
 class HealthWatcher:
@@ -83,7 +84,9 @@ def _wait_until_ingest_listens(ingest: IngestChild, broker: ChaosBroker) -> None
 
         def _received_probe() -> bool:
             probe.publish(Report(PROBE_DEVICE, 1, probe.ts(1)))
-            return ingest.received() >= 1
+            # No samples yet means ingest has not started serving its metrics: not ready.
+            samples = ingest.metrics()
+            return samples.get(HEALTH_RECEIVED, 0.0) >= 1
 
         wait_for(_received_probe, 30, "ingest to subscribe")
     finally:

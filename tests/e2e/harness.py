@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -136,6 +137,9 @@ def control_plane(
         mqtt_admin_password=broker.admin[1],
         sweep_interval_s=1,
         offline_after_s=30,
+        # A group of its own: a session parked by an earlier test on this broker must not take
+        # a share of this test's reports.
+        mqtt_shared_group=f"{ingest_id}-{uuid.uuid4().hex[:8]}",
     )
     with transaction(ctx.sessions) as session:
         admin = create_user(session=session, username=username, role="estate-admin")

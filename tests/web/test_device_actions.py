@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Error as PlaywrightError
 from sqlalchemy import select
 
 from fleet.audit.models import AuditEvent
@@ -323,7 +324,12 @@ def test_device_action_pages_pass_axe(estate: Estate, open_as: object) -> None:
 
 
 def _newest_status(page: Page) -> str:
-    page.reload()
+    """The newest command's status, read from a fresh load of the device page."""
+    try:
+        # goto, not reload: the page's own live refresh may be navigating at the same moment.
+        page.goto(page.url.split("?")[0])
+    except PlaywrightError:
+        return ""  # caught mid-navigation; the caller's wait asks again
     return page.locator("table.device-commands tbody tr").first.locator("td").first.inner_text()
 
 

@@ -4,10 +4,27 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
 from fleet.settings import get_settings
+
+
+def to_stderr(line: str) -> None:
+    """Progress lines go to stderr, so stdout holds only the figures."""
+    click.echo(line, err=True)
+
+
+@contextmanager
+def reported_as_click_errors(*errors: type[Exception]) -> Iterator[None]:
+    """Warnings and worse logged plainly; a bench that cannot run says why and exits 1."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        yield
+    except errors as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -77,8 +94,7 @@ def ingest_bench(
     """
     from fleet.bench.ingest import BenchError, run_ingest_bench
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with reported_as_click_errors(BenchError):
         result = run_ingest_bench(
             get_settings(),
             devices=devices,
@@ -88,10 +104,8 @@ def ingest_bench(
             prison=prison.upper(),
             baseline_seconds=baseline_seconds,
             processes=processes,
-            progress=lambda line: click.echo(line, err=True),
+            progress=to_stderr,
         )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
     click.echo(result.line())
     sys.stdout.flush()
 
@@ -145,17 +159,14 @@ def pages_bench(prisons: int, devices: int, requests: int) -> None:
     """
     from fleet.bench.pages import BenchError, run_pages_bench
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with reported_as_click_errors(BenchError):
         timings = run_pages_bench(
             get_settings(),
             prisons=prisons,
             devices=devices,
             requests=requests,
-            progress=lambda line: click.echo(line, err=True),
+            progress=to_stderr,
         )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
     for timing in timings:
         click.echo(timing.line())
     sys.stdout.flush()
@@ -190,8 +201,7 @@ def rollout_bench(prisons: int, devices: int, days: int, requests: int, keep: bo
     """
     from fleet.bench.rollout import BenchError, run_rollout_bench
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with reported_as_click_errors(BenchError):
         figures = run_rollout_bench(
             get_settings(),
             prisons=prisons,
@@ -199,10 +209,8 @@ def rollout_bench(prisons: int, devices: int, days: int, requests: int, keep: bo
             days=days,
             requests=requests,
             keep=keep,
-            progress=lambda line: click.echo(line, err=True),
+            progress=to_stderr,
         )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
     for line in figures.lines():
         click.echo(line)
     sys.stdout.flush()
@@ -237,18 +245,15 @@ def faults_bench(faults: int, prisons: int, requests: int, keep: bool) -> None:
     """
     from fleet.bench.faults import BenchError, run_faults_bench
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with reported_as_click_errors(BenchError):
         result = run_faults_bench(
             get_settings(),
             faults=faults,
             prisons=prisons,
             requests=requests,
             keep=keep,
-            progress=lambda line: click.echo(line, err=True),
+            progress=to_stderr,
         )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
     for line in result.lines():
         click.echo(line)
     sys.stdout.flush()
@@ -290,16 +295,8 @@ def ansible_bench(agents: int, forks: int, kind: str) -> None:
     from fleet.bench.ansible import run_ansible_bench
     from fleet.bench.stores import BenchError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        figures = run_ansible_bench(
-            agents=agents,
-            forks=forks,
-            kind=kind,
-            progress=lambda line: click.echo(line, err=True),
-        )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from None
+    with reported_as_click_errors(BenchError):
+        figures = run_ansible_bench(agents=agents, forks=forks, kind=kind, progress=to_stderr)
     click.echo(figures.line())
 
 
@@ -327,17 +324,14 @@ def alerts_bench(devices: int, prisons: int, rounds: int) -> None:
     from fleet.bench.alerts import run_alerts_bench
     from fleet.bench.database import BenchError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with reported_as_click_errors(BenchError):
         figures = run_alerts_bench(
             get_settings(),
             devices=devices,
             prisons=prisons,
             rounds=rounds,
-            progress=lambda line: click.echo(line, err=True),
+            progress=to_stderr,
         )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
     for line in figures.lines():
         click.echo(line)
     sys.stdout.flush()
@@ -388,8 +382,7 @@ def api_bench(
     """
     from fleet.bench.api_load import BenchError, run_api_bench
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    try:
+    with reported_as_click_errors(BenchError):
         results = run_api_bench(
             get_settings(),
             prisons=prisons,
@@ -400,10 +393,8 @@ def api_bench(
             threads=threads,
             workers=workers,
             keep_database=keep_database,
-            progress=lambda line: click.echo(line, err=True),
+            progress=to_stderr,
         )
-    except BenchError as exc:
-        raise click.ClickException(str(exc)) from exc
     for result in results:
         click.echo(result.line())
     sys.stdout.flush()

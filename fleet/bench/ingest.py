@@ -286,9 +286,14 @@ def run_ingest_bench(
     ctx = Context(settings)
     ingest: list[IngestChild] = []
     client_ids = [client_id_for(run, index) for index in range(processes)]
+    progress(f"creating {devices} devices {ids[0]}..{ids[-1]} in {prison}")
     try:
-        progress(f"creating {devices} devices {ids[0]}..{ids[-1]} in {prison}")
+        # One transaction: if it fails nothing was created, so there is nothing to clean up.
         create_devices(ctx, ids, prison)
+    except BaseException:
+        ctx.close()
+        raise
+    try:
         # Its own topic root keeps other traffic on the broker out of the measurement.
         topic_root = f"estate-bench-{run}/"
         progress(f"starting {processes} estate ingest process(es)")

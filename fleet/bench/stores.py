@@ -7,7 +7,9 @@ import time
 import httpx
 import orjson
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.exc import ProgrammingError
 
+from fleet.bench.database import BenchError
 from fleet.context import Context
 from fleet.db import transaction
 from fleet.devices.models import Device, DeviceEvent, DeviceState, HealthSample
@@ -18,17 +20,20 @@ from fleet.settings import Settings
 INDEX_DELAY_S = 15.0
 
 
-class BenchError(RuntimeError):
-    """The benchmark cannot run as configured; the message says what to change."""
-
-
 def chunks(ids: list[str]) -> list[list[str]]:
     return [ids[i : i + LOOKUP_CHUNK] for i in range(0, len(ids), LOOKUP_CHUNK)]
 
 
 def create_devices(ctx: Context, ids: list[str], prison: str) -> None:
     with transaction(ctx.sessions) as session:
-        if session.get(Prison, prison) is None:
+        try:
+            known = session.get(Prison, prison)
+        except ProgrammingError as exc:
+            raise BenchError(
+                "the configured database has no Estate schema: run `estate db upgrade` "
+                "with the same ESTATE_DATABASE_URL first"
+            ) from exc
+        if known is None:
             raise BenchError(f"prison {prison} is not in the database: run `estate db upgrade`")
         session.execute(
             insert(Device),

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, case, false, func, literal, select
+from sqlalchemy import Engine, and_, case, false, func, literal, select
 from sqlalchemy.orm import Session, aliased
 
 from fleet.db import utcnow
 from fleet.devices.models import Device, DeviceState
 from fleet.estate.models import Location
+
+log = logging.getLogger(__name__)
 
 # One silent device is that device's problem; a landing is dark when at least this many are.
 DARK_MIN_DEVICES = 2
@@ -150,33 +153,76 @@ def count_now(
 
 
 class EstateCounts:
-    """Whole-estate counts shared for a few seconds by overview requests in this process.
+    """Whole-estate counts shared by overview requests in this process, recounted in the background.
 
-    Counting every device in scope scans the device table (about 130 ms each for the live
-    counts and the dark landings at 200,000 devices); the programme overview, its export and
-    a refresh within seconds share one count.
+    Counting every device in scope scans the device table (about 160 ms at 200,000 devices), so
+    the programme overview, its export and refreshes share one count. A count is never served
+    older than `max_age_s`; once it is half that old the next request starts a recount on a
+    thread of its own and is served the count in hand, so a steady stream of requests never
+    waits for a count.
     """
 
     MAX_ENTRIES = 16
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, tuple[str, ...]], tuple[float, Counts]] = {}
+        self._recounts: dict[tuple[str, tuple[str, ...]], threading.Thread] = {}
 
     def get(self, *, session: Session, kinds: Sequence[str], max_age_s: float) -> Counts:
-        key = (str(session.get_bind().engine.url), tuple(sorted(kinds)))
+        engine = session.get_bind().engine
+        key = (str(engine.url), tuple(sorted(kinds)))
+        now = self._clock()
         with self._lock:
             hit = self._entries.get(key)
-        if hit is not None and time.monotonic() - hit[0] <= max_age_s:
-            return hit[1]
-        started = time.monotonic()
+            if hit is not None and now - hit[0] <= max_age_s:
+                if now - hit[0] > max_age_s / 2 and key not in self._recounts:
+                    recount = threading.Thread(
+                        target=self._recount,
+                        args=(key, engine, kinds),
+                        name="rollout-estate-recount",
+                        daemon=True,
+                    )
+                    self._recounts[key] = recount
+                    recount.start()
+                return hit[1]
+        started = self._clock()
         counts = count_now(session=session, prison_codes=None, kinds=kinds)
+        self._store(key, started, counts)
+        return counts
+
+    def wait_for_recounts(self, timeout_s: float) -> None:
+        """Block until recounts under way have finished (for tests and orderly shutdown)."""
         with self._lock:
+            running = list(self._recounts.values())
+        for thread in running:
+            thread.join(timeout_s)
+
+    def _recount(
+        self, key: tuple[str, tuple[str, ...]], engine: Engine, kinds: Sequence[str]
+    ) -> None:
+        try:
+            started = self._clock()
+            with Session(engine) as session:
+                counts = count_now(session=session, prison_codes=None, kinds=kinds)
+            self._store(key, started, counts)
+        except Exception:
+            # The count in hand ages out and the next request past max_age counts inline.
+            log.exception("background recount of the estate's rollout devices failed")
+        finally:
+            with self._lock:
+                self._recounts.pop(key, None)
+
+    def _store(self, key: tuple[str, tuple[str, ...]], started: float, counts: Counts) -> None:
+        with self._lock:
+            current = self._entries.get(key)
+            if current is not None and current[0] > started:
+                return  # a later count already landed
             self._entries[key] = (started, counts)
             while len(self._entries) > self.MAX_ENTRIES:
                 oldest = min(self._entries, key=lambda k: self._entries[k][0])
                 del self._entries[oldest]
-        return counts
 
 
 ESTATE_COUNTS = EstateCounts()

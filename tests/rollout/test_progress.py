@@ -12,7 +12,7 @@ from fleet.audit.models import AuditEvent
 from fleet.context import Context
 from fleet.db import transaction
 from fleet.rollout.blockers import Blocker, BlockerSource
-from fleet.rollout.counts import ESTATE_COUNTS, Counts, counts_for
+from fleet.rollout.counts import ESTATE_COUNTS, Counts, EstateCounts, counts_for
 from fleet.rollout.models import DEVICES_ENROLLED, Milestone, PrisonPlan, Programme
 from fleet.rollout.overview import PlanView, plan_views
 from tests.estate.factories import seed_locations
@@ -257,3 +257,33 @@ def test_a_programme_overview_shares_one_estate_count_for_its_max_age(
     assert fresh.live["MDI"].online == 1
     assert fresh.counted_at > first.counted_at
     assert count(0.000001).live["MDI"].online == 1
+
+
+def test_a_shared_count_half_its_max_age_old_is_served_while_a_recount_runs_behind(
+    pg_context: Context,
+) -> None:
+    add_devices(pg_context, "MDI", 3)
+    kinds = ["in_cell_phone"]
+    now = [1000.0]
+    shared = EstateCounts(clock=lambda: now[0])
+
+    def get() -> Counts:
+        with transaction(pg_context.sessions) as session:
+            return shared.get(session=session, kinds=kinds, max_age_s=10)
+
+    first = get()
+    assert first.live["MDI"].online == 3
+    set_online(pg_context, "MDI", 1)
+    now[0] += 4  # under half the max age: served as it is, no recount
+    assert get() is first
+    shared.wait_for_recounts(5)
+    assert get() is first
+    now[0] += 2  # past half: this request is served the old count and starts a recount
+    assert get() is first
+    shared.wait_for_recounts(5)
+    recounted = get()
+    assert recounted.live["MDI"].online == 1
+    assert recounted.counted_at > first.counted_at
+    now[0] += 11  # past the max age of the recount: counted inline, never served stale
+    set_online(pg_context, "MDI", 2)
+    assert get().live["MDI"].online == 2

@@ -8,6 +8,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from fleet.alerts import rules as rule_service
 from fleet.alerts import windows
@@ -88,6 +91,11 @@ def _codes(raw: str) -> list[str]:
 async def add_rule(request: Request, session: DbSession, principal: PagePrincipal) -> Response:
     require_page_permission(principal, "alert-rules:write")
     raw = await request.form()
+    # Database work can wait on row locks, which must not stall the event loop.
+    return await run_in_threadpool(_add_rule, request, session, principal, raw)
+
+
+def _add_rule(request: Request, session: Session, principal: Principal, raw: FormData) -> Response:
     form: dict[str, Any] = {
         k: str(raw.get(k) or "").strip()[:200] for k in raw if k != "device_kinds"
     }
@@ -120,9 +128,10 @@ async def add_rule(request: Request, session: DbSession, principal: PagePrincipa
 
 
 @router.post("/alerts/rules/{rule_id:int}/remove", dependencies=[CsrfChecked])
-async def remove_rule(
+def remove_rule(
     rule_id: int, request: Request, session: DbSession, principal: PagePrincipal
 ) -> Response:
+    # A plain function, so it runs on a worker thread: archiving can wait on a row lock.
     require_page_permission(principal, "alert-rules:write")
     try:
         rule = rule_service.get_rule(session=session, rule_id=rule_id, caseload=principal.scope)
@@ -192,6 +201,13 @@ def _local(raw: str, name: str) -> datetime | None:
 async def add_window(request: Request, session: DbSession, principal: PagePrincipal) -> Response:
     require_page_permission(principal, "quiet-windows:write")
     raw = await request.form()
+    # Database work can wait on row locks, which must not stall the event loop.
+    return await run_in_threadpool(_add_window, request, session, principal, raw)
+
+
+def _add_window(
+    request: Request, session: Session, principal: Principal, raw: FormData
+) -> Response:
     lists = ("days", "rule_kinds")
     form: dict[str, Any] = {k: str(raw.get(k) or "").strip()[:200] for k in raw if k not in lists}
     for name in lists:
@@ -224,9 +240,10 @@ async def add_window(request: Request, session: DbSession, principal: PagePrinci
 
 
 @router.post("/alerts/quiet/{window_id:int}/end", dependencies=[CsrfChecked])
-async def end_window(
+def end_window(
     window_id: int, request: Request, session: DbSession, principal: PagePrincipal
 ) -> Response:
+    # A plain function, so it runs on a worker thread: ending can wait on a row lock.
     require_page_permission(principal, "quiet-windows:write")
     window = session.get(QuietWindow, window_id)
     scope = page_scope(request, principal)

@@ -7,6 +7,9 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from fleet.alerts import service
 from fleet.alerts.kinds import KINDS
@@ -118,6 +121,14 @@ async def acknowledge_many(
     """Acknowledge the ticked alerts and return to the same view of the queue."""
     require_page_permission(principal, "alerts:write")
     form = await request.form()
+    # The update waits on the alerts' row locks; waiting on the event loop would stall every
+    # other request, so the database work runs on a worker thread.
+    return await run_in_threadpool(_acknowledge_many, request, session, principal, form)
+
+
+def _acknowledge_many(
+    request: Request, session: Session, principal: Principal, form: FormData
+) -> Response:
     ids = [int(str(v)) for v in form.getlist("ids") if str(v).isdigit()]
     changed: list[int] = []
     if ids:
@@ -172,9 +183,10 @@ def alert_page(
 
 
 @router.post("/alerts/{alert_id:int}/acknowledge", dependencies=[CsrfChecked])
-async def acknowledge_one(
+def acknowledge_one(
     alert_id: int, request: Request, session: DbSession, principal: PagePrincipal
 ) -> Response:
+    # A plain function, so it runs on a worker thread: the update can wait on a row lock.
     require_page_permission(principal, "alerts:write")
     alert = _visible(request, session, principal, alert_id)
     service.acknowledge(
@@ -188,8 +200,15 @@ async def resolve(
     alert_id: int, request: Request, session: DbSession, principal: PagePrincipal
 ) -> Response:
     require_page_permission(principal, "alerts:write")
-    alert = _visible(request, session, principal, alert_id)
     form = await request.form()
+    # Resolving waits on the alert's row lock, which must not stall the event loop.
+    return await run_in_threadpool(_resolve, alert_id, request, session, principal, form)
+
+
+def _resolve(
+    alert_id: int, request: Request, session: Session, principal: Principal, form: FormData
+) -> Response:
+    alert = _visible(request, session, principal, alert_id)
     note = str(form.get("note") or "")[:300]
     service.resolve(session=session, actor=principal.username, alert=alert, note=note, now=utcnow())
     return RedirectResponse(f"/alerts/{alert.id}", status_code=status.HTTP_303_SEE_OTHER)

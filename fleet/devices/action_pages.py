@@ -9,6 +9,8 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import RedirectResponse, Response
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
 from fleet.api.deps import DbSession, Principal, get_context
 from fleet.commands import service
@@ -190,8 +192,16 @@ async def send_action(
 ) -> Response:
     """Send one action from the device page; reboot and lock ask to be confirmed first."""
     require_page_permission(principal, "commands:run")
-    device = _visible_device(session, principal, device_id)
     form = await request.form()
+    # Queueing waits on the device's row lock and publishing waits on the broker; neither may
+    # stall the event loop, so both run on a worker thread.
+    return await run_in_threadpool(_send_action, device_id, request, session, principal, form)
+
+
+def _send_action(
+    device_id: str, request: Request, session: Session, principal: Principal, form: FormData
+) -> Response:
+    device = _visible_device(session, principal, device_id)
     action = str(form.get("action") or "")
     if action not in PANEL_ACTIONS:
         return _refused(

@@ -88,7 +88,8 @@ def ingest_bench(
     publishes health reports at QoS 1 from another process for SECONDS, and times each
     report until device_state shows it. Then it checks every report reached the health
     history and was delivered to exactly one process (lost, doubled, each one's share),
-    measures a bare paho + orjson consumer on the same broker with the same publisher,
+    measures a bare consumer (ingest's MQTT reader and orjson, acknowledging at once) on
+    the same broker with the same publisher,
     removes the devices, their series and the broker sessions, and prints one line of
     figures. Progress goes to stderr.
     """

@@ -6,7 +6,8 @@ a core of its own rather than sharing the interpreter with what is being measure
 
 from __future__ import annotations
 
-import threading
+import contextlib
+import queue
 import time
 from array import array
 from dataclasses import dataclass, field
@@ -14,11 +15,13 @@ from multiprocessing.connection import Connection
 from multiprocessing.sharedctypes import Synchronized
 
 import orjson
-import paho.mqtt.client as mqtt
 
 from agents.protocol import PREFIX
 from fleet.bench.wire import WirePublisher
-from fleet.broker.urls import OnMessage, make_client, parse_broker_url
+from fleet.broker.urls import parse_broker_url
+from fleet.ingest.classify import Inbound
+from fleet.ingest.consumer import ReportConsumer
+from fleet.settings import Settings
 
 CLIENT_BACKLOG = 4000
 # Reports per write: small enough that a rate-limited run stays smooth.
@@ -46,18 +49,6 @@ class PublishLog:
     rounds: int = 0
     published: int = 0
     times: array[float] = field(default_factory=lambda: array("d"))
-
-
-def _connect(broker_url: str, client_id: str, on_message: OnMessage | None = None) -> mqtt.Client:
-    address = parse_broker_url(broker_url)
-    # paho rescans its whole outgoing queue on every PUBACK when the window is large, so its
-    # default window of 20 publishes fastest.
-    client = make_client(address, client_id)
-    if on_message is not None:
-        client.on_message = on_message
-    client.connect(address.host, address.port, 60)
-    client.loop_start()
-    return client
 
 
 def payload(seq: int, now: float) -> bytes:
@@ -137,39 +128,55 @@ def _throttle(
 
 def bare_consumer(
     broker_url: str,
-    topic_filter: str,
+    topic_root: str,
     client_id: str,
     seconds: float,
     progress: Synchronized[int],
     results: Connection,
 ) -> None:
-    """Subscribe at QoS 1, decode every payload with orjson, and report messages per second.
+    """Read at QoS 1 with ingest's own MQTT reader, decode each payload with orjson and
+    acknowledge it at once; report messages per second.
 
-    `progress` follows the count, so the publisher can hold the same window ahead of this
-    consumer as it holds ahead of ingest.
+    Everything ingest does beyond this (parsing, SQL, the TSDB, acknowledging after durable
+    writes) is the gap between the two figures. `progress` follows the count, so the publisher
+    holds the same window ahead of this consumer as it holds ahead of ingest.
     """
+    settings = Settings(mqtt_url=broker_url)
+    inbox: queue.SimpleQueue[Inbound] = queue.SimpleQueue()
+    consumer = ReportConsumer(
+        settings,
+        client_id=client_id,
+        shared=False,
+        inbox=inbox,
+        topic_root=topic_root,
+        session_expiry_s=0,
+    )
+    if not consumer.start() or not consumer.wait_ready(10):
+        results.send("the bare consumer could not subscribe")
+        return
+    results.send("ready")
     received = 0
     first = last = 0.0
-
-    def on_message(_c: mqtt.Client, _ud: object, message: mqtt.MQTTMessage) -> None:
-        nonlocal received, first, last
-        orjson.loads(message.payload)
-        last = time.monotonic()
-        if not received:
-            first = last
-        received += 1
-        if not received % 100:
+    deadline = time.monotonic() + seconds
+    try:
+        while time.monotonic() < deadline:
+            try:
+                batch = [inbox.get(timeout=0.1)]
+            except queue.Empty:
+                continue
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 2000:
+                    batch.append(inbox.get_nowait())
+            for message in batch:
+                orjson.loads(message.payload)
+            consumer.ack(batch)
+            last = time.monotonic()
+            if not received:
+                first = last
+            received += len(batch)
             progress.value = received
-
-    subscribed = threading.Event()
-    client = _connect(broker_url, client_id, on_message)
-    client.on_subscribe = lambda *_args: subscribed.set()
-    client.subscribe(topic_filter, qos=1)
-    subscribed.wait(10)
-    results.send("ready")
-    time.sleep(seconds)
-    client.disconnect()
-    client.loop_stop()
+    finally:
+        consumer.stop()
     rate = received / (last - first) if received > 1 and last > first else 0.0
     results.send((received, rate))
     results.close()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import struct
 
 from fleet.broker.urls import BrokerAddress
+from fleet.broker.wire import MQTT_311, ConnectOptions, encode_connect, encode_publish
 
-CONNECT, CONNACK, PUBACK = 0x10, 0x20, 0x40
-PUBLISH_QOS1 = 0x32
+CONNACK, PUBACK = 0x20, 0x40
 MAX_MID = 65535
 
 
@@ -23,36 +22,18 @@ class WireError(ConnectionError):
     """The broker refused the connection or broke the protocol."""
 
 
-def _remaining_length(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n % 128, n // 128
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _string(value: bytes) -> bytes:
-    return struct.pack("!H", len(value)) + value
-
-
 def connect_packet(client_id: str, username: str | None, password: str | None) -> bytes:
     """CONNECT with a clean session and keep-alive off (the stream itself shows liveness)."""
-    flags = 0x02
-    payload = _string(client_id.encode())
-    if username is not None:
-        flags |= 0x80
-        payload += _string(username.encode())
-        if password is not None:
-            flags |= 0x40
-            payload += _string(password.encode())
-    body = _string(b"MQTT") + bytes([4, flags]) + struct.pack("!H", 0) + payload
-    return bytes([CONNECT]) + _remaining_length(len(body)) + body
-
-
-def publish_packet(topic: bytes, mid: int, payload: bytes) -> bytes:
-    body = _string(topic) + struct.pack("!H", mid) + payload
-    return bytes([PUBLISH_QOS1]) + _remaining_length(len(body)) + body
+    return encode_connect(
+        ConnectOptions(
+            client_id,
+            protocol=MQTT_311,
+            clean_start=True,
+            keepalive_s=0,
+            username=username,
+            password=password,
+        )
+    )
 
 
 class WirePublisher:
@@ -76,7 +57,7 @@ class WirePublisher:
 
     def send(self, topic: bytes, payload: bytes) -> None:
         self._mid = self._mid % MAX_MID + 1
-        self._pending.append(publish_packet(topic, self._mid, payload))
+        self._pending.append(encode_publish(topic, self._mid, payload))
 
     def flush(self) -> None:
         if self._pending:

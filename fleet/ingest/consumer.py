@@ -22,8 +22,7 @@ from paho.mqtt.enums import MQTTProtocolVersion
 from agents.protocol import PREFIX
 from fleet.broker.embedded import protocol_for
 from fleet.broker.urls import BrokerAddress, parse_broker_url
-from fleet.ingest.classify import Inbound
-from fleet.ingest.wire import (
+from fleet.broker.wire import (
     AUTH,
     CONNACK,
     DISCONNECT,
@@ -45,6 +44,7 @@ from fleet.ingest.wire import (
     parse_publish,
     parse_suback,
 )
+from fleet.ingest.classify import Inbound
 from fleet.settings import Settings
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fleet.ingest.wire import (
+from fleet.broker.wire import (
     MQTT_5,
     MQTT_311,
     PUBLISH,

@@ -1,10 +1,11 @@
-"""The part of MQTT 3.1.1 and 5 that a subscribe-only ingest connection speaks.
+"""The part of MQTT 3.1.1 and 5 spoken without paho, where per-message cost decides.
 
 Ingest receives every report in the estate over one or a few connections, so the cost of
 turning bytes into messages sets its ceiling. A general client reads a packet per system call
 and builds property objects per message; here a whole socket read is split into packets in
 one pass and a PUBLISH becomes (topic, packet id, payload) with its properties skipped.
-Only what ingest sends is encoded: CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT.
+Encoded: CONNECT, SUBSCRIBE, PUBACK, PINGREQ and DISCONNECT for ingest, and QoS 1 PUBLISH
+for the benchmark's load generator.
 """
 
 from __future__ import annotations
@@ -110,6 +111,13 @@ def encode_subscribe(packet_id: int, filters: Sequence[str], *, qos: int, protoc
     for topic_filter in filters:
         body += _string(topic_filter) + bytes((qos,))
     return _packet(0x82, body)
+
+
+def encode_publish(topic: bytes, packet_id: int, payload: bytes) -> bytes:
+    """A QoS 1 PUBLISH as MQTT 3.1.1 frames it."""
+    return _packet(
+        0x32, struct.pack("!H", len(topic)) + topic + struct.pack("!H", packet_id) + payload
+    )
 
 
 def encode_pubacks(packet_ids: Sequence[int]) -> bytes:

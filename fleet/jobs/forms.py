@@ -30,6 +30,12 @@ FIELD_OF = {
     "failure_threshold_pct": "failure_threshold_pct",
     "selector": "prisons",
     "rollout": "canary",
+    "name": "name",
+    "description": "description",
+    "playbook": "playbook",
+    "forks": "forks",
+    "timeout_s": "timeout_s",
+    "variables_schema": "variables_schema",
 }
 
 
@@ -114,28 +120,48 @@ def problems_of(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     return items
 
 
-def to_launch(template_id: int, form: LaunchForm, preview: bool) -> LaunchIn:
-    """The launch request the form describes, or FormProblem naming the fields to fix."""
+def parse_object(text: str, label: str, field: str) -> dict[str, Any]:
+    """A JSON object typed into a form, or FormProblem saying what is wrong with it."""
     try:
-        variables = json.loads(form.variables)
+        value = json.loads(text)
     except json.JSONDecodeError as exc:
         raise FormProblem(
             [
                 {
-                    "text": f"Variables are not valid JSON: {exc.msg} (line {exc.lineno})",
-                    "href": "#variables",
+                    "text": f"{label} are not valid JSON: {exc.msg} (line {exc.lineno})",
+                    "href": f"#{field}",
                 }
             ]
         ) from exc
-    if not isinstance(variables, dict):
+    if not isinstance(value, dict):
         raise FormProblem(
-            [{"text": 'Variables must be a JSON object, like {"name": 1}', "href": "#variables"}]
+            [{"text": f'{label} must be a JSON object, like {{"name": 1}}', "href": f"#{field}"}]
         )
-    body = {
-        "template_id": template_id,
-        "preview": preview,
-        "check_mode": form.check_mode,
-        "variables": variables,
+    return storable(value, label, field)
+
+
+def storable(value: dict[str, Any], label: str, field: str) -> dict[str, Any]:
+    """The parsed value, unless it holds a NUL character, which the database cannot store."""
+    if _has_nul(value):
+        raise FormProblem(
+            [{"text": f"{label} hold a NUL character (\\u0000): remove it", "href": f"#{field}"}]
+        )
+    return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def targets_and_rollout(form: LaunchForm) -> dict[str, Any]:
+    """The selector and rollout parts of a request, from the form's text."""
+    return {
         "selector": {
             "prisons": _words(form.prisons),
             "wings": _words(form.wings),
@@ -151,6 +177,33 @@ def to_launch(template_id: int, form: LaunchForm, preview: bool) -> LaunchIn:
             "wave_percent": _words(form.wave_percent),
             "failure_threshold_pct": form.failure_threshold_pct,
         },
+    }
+
+
+def unstorable(form: Any) -> list[dict[str, str]]:
+    """An error for each field holding a NUL character, which the database cannot store."""
+    return [
+        {
+            "text": f"{name.replace('_', ' ').capitalize()} has a NUL character that cannot be "
+            "stored: remove it",
+            "href": f"#{name}",
+        }
+        for name, value in vars(form).items()
+        if "\x00" in (value if isinstance(value, str) else "")
+        or (isinstance(value, list) and any("\x00" in str(v) for v in value))
+    ]
+
+
+def to_launch(template_id: int, form: LaunchForm, preview: bool) -> LaunchIn:
+    """The launch request the form describes, or FormProblem naming the fields to fix."""
+    if problems := unstorable(form):
+        raise FormProblem(problems)
+    body = {
+        "template_id": template_id,
+        "preview": preview,
+        "check_mode": form.check_mode,
+        "variables": parse_object(form.variables, "Variables", "variables"),
+        **targets_and_rollout(form),
     }
     try:
         return LaunchIn.model_validate(body)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 
-from fleet.api.deps import DbSession, get_context
+from fleet.api.deps import DbSession, Principal, get_context
 from fleet.devices.schemas import DeviceKind
-from fleet.jobs import queries, service
+from fleet.jobs import queries, service, stream
 from fleet.jobs.forms import FormProblem, LaunchForm, problems_of_refusal, to_launch
 from fleet.jobs.models import JOB_STATUSES, JobTemplate
+from fleet.jobs.pages_templates import router as template_pages
 from fleet.jobs.routes import act, launch_job, retry_when_online, visible_job
 from fleet.jobs.runner import artifacts_dir
 from fleet.jobs.schemas import JobOut, PreviewOut
@@ -20,6 +24,8 @@ from fleet.web.shell import PagePrincipal, require_page_permission
 from fleet.web.templating import CsrfChecked, make_templates, page_context
 
 router = APIRouter(include_in_schema=False)
+# First, so /jobs/templates/new is not taken for a template's id.
+router.include_router(template_pages)
 templates = make_templates()
 KINDS = list(DeviceKind.__args__)  # type: ignore[attr-defined]
 EVENTS_ON_PAGE = 1000
@@ -81,14 +87,19 @@ def history_page(
 
 
 @router.get("/jobs/templates", response_class=HTMLResponse)
-def templates_page(request: Request, session: DbSession, principal: PagePrincipal) -> Response:
+def templates_page(
+    request: Request, session: DbSession, principal: PagePrincipal, saved: int | None = None
+) -> Response:
     require_page_permission(principal, "jobs:read")
+    job_templates = service.list_templates(session=session)
     return _render(
         request,
         "jobs/templates.html",
         page_title="Job templates",
         principal=principal,
-        job_templates=service.list_templates(session=session),
+        job_templates=job_templates,
+        saved=next((t for t in job_templates if t.id == saved), None),
+        can_manage=principal.can("jobs:templates"),
     )
 
 
@@ -120,6 +131,7 @@ def _launch_page(
         error_fields={e["href"].lstrip("#") for e in errors or []},
         preview=preview,
         can_launch=principal.can("jobs:launch"),
+        can_manage=principal.can("jobs:templates"),
     )
     if errors:
         response.status_code = status.HTTP_422_UNPROCESSABLE_CONTENT
@@ -145,8 +157,20 @@ async def launch_submit(
 ) -> Response:
     """Preview the targets, or launch and go to the job's page."""
     require_page_permission(principal, "jobs:launch")
-    template = _template(session, template_id)
     submitted = await request.form()
+    return await run_in_threadpool(
+        _launch_submit, template_id, request, session, principal, submitted
+    )
+
+
+def _launch_submit(
+    template_id: int,
+    request: Request,
+    session: Session,
+    principal: Principal,
+    submitted: FormData,
+) -> Response:
+    template = _template(session, template_id)
     form = LaunchForm.of_form(submitted)
     preview = submitted.get("action") != "launch"
     try:
@@ -217,7 +241,32 @@ async def job_action(
     if action == "rerun":
         kwargs["which"] = "failed_and_unreachable"
     if action == "retry_when_online":
-        retry_when_online(job_id, request, principal)
+        await run_in_threadpool(retry_when_online, job_id, request, principal)
         return RedirectResponse(f"/jobs/{job_id}", status.HTTP_303_SEE_OTHER)
-    out = act(request, principal, job_id, action, **kwargs)
+    out = await run_in_threadpool(act, request, principal, job_id, action, **kwargs)
     return RedirectResponse(f"/jobs/{out.id}", status.HTTP_303_SEE_OTHER)
+
+
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
+def job_output_stream(
+    job_id: int,
+    request: Request,
+    session: DbSession,
+    principal: PagePrincipal,
+    after: Annotated[int, Query(ge=0)] = 0,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> StreamingResponse:
+    """The job's output as Server-Sent Events until the job ends; resumes at Last-Event-ID."""
+    require_page_permission(principal, "jobs:read")
+    visible_job(session, principal, job_id)
+    events = stream.job_events(
+        request,
+        get_context(request).sessions,
+        job_id,
+        stream.resume_from(last_event_id, after),
+    )
+    return StreamingResponse(
+        events,
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

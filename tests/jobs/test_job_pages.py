@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, expect
 from sqlalchemy import func, select
 
 from fleet.auth.service import create_user
@@ -21,12 +20,12 @@ from fleet.jobs.inventory import mqtt_inventory
 from fleet.jobs.models import Job
 from fleet.jobs.schemas import Selector
 from fleet.jobs.service import PLAYBOOKS_DIR
+from tests.jobs.browsing import PASSWORD, Opener, sign_in_opener
 from tests.jobs.support import launch, make_template, seed_devices
 from tests.services.api_server import running_api
 from tests.services.postgres import migrated_context
 from tests.web.axe import serious_violations
 
-PASSWORD = "a long enough password"
 USERS = {
     "support": ("it-support", []),
     "mdi.support": ("it-support", ["MDI"]),
@@ -73,29 +72,10 @@ def site(pg_url: str, tmp_path: Path) -> Iterator[Site]:
         ctx.close()
 
 
-Opener = Callable[..., Page]
-
-
 @pytest.fixture
 def signed_in(browser: Browser, site: Site) -> Iterator[Opener]:
-    contexts: list[BrowserContext] = []
-
-    def open_page(
-        username: str, path: str, javascript: bool = True, bypass_csp: bool = False
-    ) -> Page:
-        context = browser.new_context(java_script_enabled=javascript, bypass_csp=bypass_csp)
-        contexts.append(context)
-        page = context.new_page()
-        page.goto(f"{site.base}/sign-in?next={quote(path, safe='/')}")
-        page.get_by_label("Username").fill(username)
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        expect(page).to_have_url(f"{site.base}{path}")
-        return page
-
-    yield open_page
-    for context in contexts:
-        context.close()
+    with sign_in_opener(browser, site.base) as open_page:
+        yield open_page
 
 
 def _launch(ctx: Context, template: int, **body: Any) -> int:
@@ -174,8 +154,13 @@ def test_output_streams_into_the_page_while_the_job_runs(site: Site, signed_in: 
         )
         assert stage is not None
     page = signed_in("support", f"/jobs/{job_id}")
+    streams: list[str] = []
+    page.on("request", lambda r: streams.append(r.url) if "/events" in r.url else None)
+    page.reload()
     output = page.locator('[data-live="output"]')
     expect(output).to_have_text("")
+    expect(output).to_have_attribute("role", "log")
+    expect(output).to_have_attribute("aria-live", "polite")
 
     recorder = EventRecorder(site.ctx.sessions, job_id=job_id, stage=0)
     recorder.on_event(
@@ -198,6 +183,26 @@ def test_output_streams_into_the_page_while_the_job_runs(site: Site, signed_in: 
 
     expect(output).to_contain_text("TASK [Write]\nchanged: [MDI-1]", timeout=10_000)
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+    assert streams == [f"{site.base}/jobs/{job_id}/events?after=0"], (
+        "Server-Sent Events, no polling"
+    )
+
+
+def test_a_browser_without_event_source_polls_for_output(site: Site, signed_in: Opener) -> None:
+    page = signed_in("support", f"/jobs/{site.lei_job}")
+    page.add_init_script("delete window.EventSource")
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url.removeprefix(site.base).split("?")[0]))
+    page.reload()
+    recorder = EventRecorder(site.ctx.sessions, job_id=site.lei_job, stage=0)
+    recorder.on_event({"event": "verbose", "counter": 1, "stdout": "polled into the page"})
+    recorder.flush()
+
+    expect(page.locator('[data-live="output"]')).to_contain_text(
+        "polled into the page", timeout=10_000
+    )
+    assert f"/api/v1/jobs/{site.lei_job}/events" in seen
+    assert f"/jobs/{site.lei_job}/events" not in seen
 
 
 def test_without_javascript_the_refresh_link_shows_new_output(

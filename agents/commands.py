@@ -11,8 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agents.ed25519 import SignatureKey
 from agents.protocol import Rejected, verify_envelope
 from agents.store import transaction
 
@@ -107,7 +107,7 @@ def unverified_field(raw: bytes, name: str) -> Any:
 
 
 def verify_command(
-    public_key: Ed25519PublicKey,
+    public_key: SignatureKey,
     device_id: str,
     raw: bytes,
     nonces: SeenNonces,
@@ -138,7 +138,7 @@ class CommandDispatcher:
 
     def __init__(
         self,
-        public_key: Ed25519PublicKey,
+        public_key: SignatureKey,
         device_id: str,
         nonces: SeenNonces,
         actions: ActionRegistry,

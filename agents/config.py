@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agents.commands import unverified_field
 from agents.desired import SectionError, apply_sections, check_sections
+from agents.ed25519 import SignatureKey
 from agents.protocol import Rejected, verify_envelope
 from agents.state import StateError, read_json_file, write_file_atomically
 
@@ -119,7 +119,7 @@ def report_document(version: int, status: str, error: str | None) -> dict[str, A
 
 def handle_desired_config(
     raw: bytes,
-    public_key: Ed25519PublicKey,
+    public_key: SignatureKey,
     device_id: str,
     applied: AppliedConfig,
 ) -> dict[str, Any] | None:

@@ -12,8 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agents.ed25519 import SignatureKey
 from agents.protocol import DEVICE_ID_RE, load_public_key
 from agents.state import StateError, read_json_file, write_file_atomically
 
@@ -73,7 +73,7 @@ class Identity:
     enrolled_at: float = 0.0
 
     @property
-    def public_key(self) -> Ed25519PublicKey:
+    def public_key(self) -> SignatureKey:
         return load_public_key(self.signing_public_key)
 
     @classmethod

@@ -11,12 +11,14 @@ import re
 import secrets
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from agents.ed25519 import SignatureKey, public_key_from_bytes, signature_valid
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 PREFIX = "estate/v1/dev"
 DEVICE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -178,12 +180,15 @@ def canonical(doc: Any) -> bytes:
 
 
 def public_key_b64(key: Ed25519PrivateKey) -> str:
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
     raw = key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
     return base64.b64encode(raw).decode()
 
 
-def load_public_key(b64: str) -> Ed25519PublicKey:
-    return Ed25519PublicKey.from_public_bytes(base64.b64decode(b64))
+def load_public_key(b64: str) -> SignatureKey:
+    """The verifying key for a base64 Ed25519 public key (libcrypto's, else cryptography's)."""
+    return public_key_from_bytes(base64.b64decode(b64))
 
 
 def sign_envelope(
@@ -210,7 +215,7 @@ def sign_envelope(
 
 
 def verify_envelope(
-    public_key: Ed25519PublicKey,
+    public_key: SignatureKey,
     device_id: str,
     raw: bytes,
     *,
@@ -223,9 +228,11 @@ def verify_envelope(
     if not isinstance(payload, dict) or not isinstance(sig, str):
         raise Rejected("malformed_envelope", "expected {payload, sig}")
     try:
-        public_key.verify(base64.b64decode(sig), canonical(payload))
-    except (InvalidSignature, ValueError):
+        signature = base64.b64decode(sig)
+    except ValueError:
         raise Rejected("bad_signature", "signature does not verify") from None
+    if not signature_valid(public_key, signature, canonical(payload)):
+        raise Rejected("bad_signature", "signature does not verify")
     if payload.get("device_id") != device_id:
         raise Rejected("foreign", "command addressed to another device")
     now = time.time() if now is None else now

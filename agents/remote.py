@@ -16,9 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from agents.commands import unverified_field
+from agents.ed25519 import SignatureKey
 from agents.protocol import Rejected, verify_envelope
 from agents.remote_ops import (
     ProcessTable,
@@ -55,7 +54,7 @@ class RemoteRequests:
 
     def __init__(
         self,
-        public_key: Ed25519PublicKey,
+        public_key: SignatureKey,
         device_id: str,
         state_dir: Path,
         sandbox: Sandbox,

@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agents.commands import reply_document, unverified_field
+from agents.ed25519 import SignatureKey
 from agents.protocol import Rejected, dumps, verify_envelope
 from fleet.simulate.enrol import SIM_AGENT_VERSION
 
@@ -44,7 +44,7 @@ class SimCommands:
     """Verifies commands for every simulated device and decides each reply; not thread-safe
     (each shard has its own)."""
 
-    def __init__(self, public_key: Ed25519PublicKey) -> None:
+    def __init__(self, public_key: SignatureKey) -> None:
         self._public_key = public_key
         self._nonces: dict[str, int] = {}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,21 @@ from fleet.settings import Settings
 from fleet.web import errors as web_errors
 from fleet.web.security import SecurityHeaders, SessionGuard, SignInThrottle
 from fleet.web.templating import mount_assets
+
+
+def settle_heap_for_serving() -> None:
+    """Freeze what is alive after startup and run the cycle collector less often.
+
+    A serving process holds a few hundred thousand long-lived objects (modules, mappers,
+    routes, templates). The collector's full pass walks all of them, and with its default
+    thresholds one request in three or four stalled 80-130 ms on it (the programme overview
+    at 200,000 devices). Frozen objects are never walked again; garbage is still freed by
+    reference counting, and cycles by the rarer passes. Only for processes that serve: a test
+    run builds many apps, and frozen cycles would never be collected.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(20_000, 20, 20)
 
 
 def create_app(settings: Settings) -> FastAPI:

@@ -19,7 +19,7 @@ import uvicorn
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection
 
-from fleet.app import create_app
+from fleet.app import create_app, settle_heap_for_serving
 from fleet.auth.models import User
 from fleet.auth.service import create_user
 from fleet.bench.database import BenchError
@@ -246,9 +246,9 @@ def _serving(settings: Settings) -> Iterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = int(probe.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning")
-    )
+    app = create_app(settings)
+    settle_heap_for_serving()  # as `estate serve` does
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, name="bench-pages-server", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

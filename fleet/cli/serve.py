@@ -21,12 +21,14 @@ LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 def app_factory() -> FastAPI:
     """The application for the settings in the environment (`uvicorn --factory` entry point)."""
-    from fleet.app import create_app
+    from fleet.app import create_app, settle_heap_for_serving
     from fleet.ops.multiprocess import forget_process, multiprocess_dir
 
     if multiprocess_dir() is not None:
         atexit.register(forget_process, os.getpid())
-    return create_app(get_settings())
+    app = create_app(get_settings())
+    settle_heap_for_serving()
+    return app
 
 
 @click.command()

@@ -35,7 +35,7 @@ AsOf = Annotated[
 ]
 SINCE = re.compile(r"^(\d{1,3})d$")
 # A whole programme's overview may show device counts this old (one plan's are always fresh).
-OVERVIEW_COUNTS_MAX_AGE_S = 15.0
+OVERVIEW_COUNTS_MAX_AGE_S = 30.0
 
 
 def answer_refusal(exc: service.Refused) -> NoReturn:

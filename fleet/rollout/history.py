@@ -159,7 +159,8 @@ def burnup(
         ordinal = day.toordinal()
         if plan_id != current_plan:
             streak, previous, current_plan = 0, -2, plan_id
-        met = want > 0 and measure.share_pct(online, want) >= gate_pct
+        # measure.share_pct inline: this loop runs once per snapshot row.
+        met = want > 0 and round(100.0 * online / want, 1) >= gate_pct
         streak = (streak + 1 if ordinal - previous == 1 else 1) if met else 0
         previous = ordinal
         index = ordinal - origin
@@ -167,9 +168,13 @@ def burnup(
             enrolled[index] += have
             expected[index] += want
             live[index] += gate_days > 0 and streak >= gate_days
+    # Plans planned to be live by each day: count go-lives per day, then a running total.
     for plan in plans:
-        for index in range(max(0, plan.planned_go_live.toordinal() - origin), span):
-            planned[index] += 1
+        first_day = max(0, plan.planned_go_live.toordinal() - origin)
+        if first_day < span:
+            planned[first_day] += 1
+    for index in range(1, span):
+        planned[index] += planned[index - 1]
     return [
         BurnupPoint(start + timedelta(days=i), live[i], planned[i], enrolled[i], expected[i])
         for i in range(span)

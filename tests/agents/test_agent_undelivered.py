@@ -64,12 +64,17 @@ def test_an_agent_falls_back_to_mqtt_311_on_a_broker_without_mqtt_5(
     port = free_port()
     with EmbeddedBroker("127.0.0.1", port):  # `estate demo`'s broker speaks only 3.1.1
         reader = Recorder(port)
+        agent: Agent | None = None
         try:
             reader.subscribe(topic(device_id, "health"))
             agent = make_agent(make_identity(device_id, signing_key, port=port))
             assert agent.wait_connected(30)
             wait_for(lambda: len(reader.messages) >= 3, 15, "three reports")
         finally:
+            # Clients leave before the broker does: amqtt's shutdown waits on each connection,
+            # and one still publishing five reports a second can outlast its timeout.
+            if agent is not None:
+                agent.stop()
             reader.close()
 
 

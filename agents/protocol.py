@@ -26,6 +26,9 @@ STATES = ("online", "offline", "lost")
 MAX_METRICS = 64
 MAX_METRIC_NAME = 40
 METRIC_NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
+MAX_PYTHON_PATH = 200
+# The interpreter path lands in inventories and command lines: plain path characters only.
+PYTHON_PATH_RE = re.compile(r"[A-Za-z0-9/._+-]+")
 
 
 def topic(device_id: str, channel: str) -> str:
@@ -79,6 +82,7 @@ class StateReport:
     ts: float
     agent: str = ""
     config_version: int = 0
+    python: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -164,7 +168,25 @@ def parse_state(
     config_version = doc.get("config_version", 0)
     if isinstance(config_version, bool) or not isinstance(config_version, int):
         raise Rejected("wrong_type", "config_version must be an integer")
-    return StateReport(device_id, state, boot, ts, agent, config_version)
+    python = doc.get("python", "")
+    if not isinstance(python, str):
+        raise Rejected("wrong_type", "python must be a string: the interpreter's absolute path")
+    if python and (problem := python_path_problem(python)):
+        raise Rejected("bad_python", problem)
+    return StateReport(device_id, state, boot, ts, agent, config_version, python)
+
+
+def python_path_problem(path: str) -> str | None:
+    """Why `path` cannot be reported as the device's Python interpreter, or None if it can."""
+    if len(path) > MAX_PYTHON_PATH:
+        return f"python path is {len(path)} characters, more than {MAX_PYTHON_PATH}"
+    if not path.startswith("/"):
+        return "python must be an absolute path"
+    if not PYTHON_PATH_RE.fullmatch(path):
+        return "python path may hold only letters, digits and / . _ - +"
+    if ".." in path.split("/"):
+        return "python path must not contain '..'"
+    return None
 
 
 def dumps(doc: Any) -> bytes:

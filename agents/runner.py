@@ -26,6 +26,7 @@ from agents.config import (
     resolve_health_interval,
 )
 from agents.identity import Identity, parse_mqtt_url
+from agents.interpreter import system_python
 from agents.lock import StateDirLock
 from agents.metrics import MetricsSource, valid_metrics
 from agents.protocol import dumps, topic
@@ -95,6 +96,7 @@ class Agent:
         self.subscribed = threading.Event()  # connected and listening for commands and config
         self.failure: BaseException | None = None
         self.boot = 0
+        self.python = ""  # the interpreter Ansible modules can use here; found once, at start
         self.interval_s = DEFAULT_HEALTH_INTERVAL_S
         self._stop_requested = threading.Event()
         self._abort = False
@@ -198,6 +200,7 @@ class Agent:
             self._lock.release()
             raise
         self.boot = self._counters.start_boot()
+        self.python = system_python()
         self._buffer = ReportBuffer(self._db, max_reports=self._buffer_max)
         self._commands = CommandDispatcher(
             self._public_key, self.device_id, SeenNonces(self._db), self._actions
@@ -317,6 +320,7 @@ class Agent:
             "dropped_reports": self._buffer.dropped,
             "health_interval_s": self.interval_s,
             "config_version": self._config.version,
+            "python_interpreter": self.python,
         }
 
     def _wait_s(self, next_connect: float) -> float:
@@ -485,13 +489,16 @@ class Agent:
     # --- state, commands and configuration ---------------------------------------------------
 
     def _state_doc(self, state: str) -> dict[str, Any]:
-        return {
+        doc: dict[str, Any] = {
             "state": state,
             "boot": self.boot,
             "agent": AGENT_VERSION,
             "config_version": self._config.version,
             "ts": time.time(),
         }
+        if self.python:
+            doc["python"] = self.python
+        return doc
 
     def _publish_state(self, state: str) -> None:
         doc = self._state_doc(state)

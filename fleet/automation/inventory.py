@@ -14,15 +14,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from fleet.automation.tags import tags_of
-from fleet.devices.models import Device
+from fleet.devices.models import Device, DeviceState
 from fleet.estate.models import Location
 from fleet.rollout.models import PrisonPlan, Programme
 
 CONNECTION = "estate_mqtt"
-# Kinds whose agents run Python modules; the rest take only the desired-configuration path.
+# Kinds whose agents run Python modules even before they report an interpreter; any other
+# device runs them once its agent reports one, and otherwise takes only raw commands and the
+# desired-configuration path.
 PYTHON_KINDS = frozenset({"laptop"})
 # An explicit interpreter rather than discovery: discovery takes the first `python3.N` on the
-# device's PATH, which on a laptop can be a version-manager shim that fails when run.
+# device's PATH, which on a laptop can be a version-manager shim that fails when run. The one
+# the agent reports wins; this is for PYTHON_KINDS devices that have not reported one.
 LAPTOP_PYTHON = "/usr/bin/python3"
 # Groups to target: Python modules go to PYTHON_GROUP only; NO_PYTHON_GROUP takes raw commands
 # and estate_desired_config (the connection plugin refuses modules there).
@@ -61,6 +64,16 @@ def _locations(session: Session, devices: Sequence[Device]) -> dict[int, tuple[s
     return {row.id: (str(row.path), wing_of(row.id)) for row in rows}
 
 
+def reported_pythons(*, session: Session, device_ids: Sequence[str]) -> dict[str, str]:
+    """Device id -> the Python interpreter its agent last reported, for those that did."""
+    rows = session.execute(
+        select(DeviceState.device_id, DeviceState.python_interpreter).where(
+            DeviceState.device_id.in_(device_ids), DeviceState.python_interpreter.is_not(None)
+        )
+    )
+    return {device_id: python for device_id, python in rows if python}
+
+
 def _programmes(session: Session, devices: Sequence[Device]) -> dict[str, list[str]]:
     prisons = {d.prison_code for d in devices}
     if not prisons:
@@ -82,9 +95,11 @@ def host_vars(
     place: tuple[str, str | None] | None,
     tags: list[str],
     programmes: list[str],
+    python: str | None = None,
 ) -> dict[str, Any]:
     """What a playbook knows about one device: connection settings and its record."""
     location, wing = place or (None, None)
+    interpreter = python or (LAPTOP_PYTHON if device.kind in PYTHON_KINDS else None)
     hostvars: dict[str, Any] = {
         "ansible_host": device.id,
         "ansible_connection": CONNECTION,
@@ -98,10 +113,10 @@ def host_vars(
         "estate_hostname": device.hostname,
         "estate_tags": tags,
         "estate_programmes": programmes,
-        "estate_python": device.kind in PYTHON_KINDS,
+        "estate_python": interpreter is not None,
     }
-    if device.kind in PYTHON_KINDS:
-        hostvars["ansible_python_interpreter"] = LAPTOP_PYTHON
+    if interpreter is not None:
+        hostvars["ansible_python_interpreter"] = interpreter
     return hostvars
 
 
@@ -110,6 +125,7 @@ def build_inventory(session: Session, devices: Sequence[Device]) -> dict[str, An
     places = _locations(session, devices)
     tags = tags_of(session=session, device_ids=[d.id for d in devices])
     programmes = _programmes(session, devices)
+    pythons = reported_pythons(session=session, device_ids=[d.id for d in devices])
     hosts: dict[str, Any] = {}
     groups: dict[str, dict[str, Any]] = {}
 
@@ -120,7 +136,9 @@ def build_inventory(session: Session, devices: Sequence[Device]) -> dict[str, An
         place = places.get(device.location_id) if device.location_id is not None else None
         device_tags = tags.get(device.id, [])
         device_programmes = programmes.get(device.prison_code, [])
-        hosts[device.id] = host_vars(device, place, device_tags, device_programmes)
+        hosts[device.id] = host_vars(
+            device, place, device_tags, device_programmes, pythons.get(device.id)
+        )
         add(group_name("prison", device.prison_code), device.id)
         add(group_name("kind", device.kind), device.id)
         python = hosts[device.id]["estate_python"]

@@ -72,6 +72,8 @@ class DeviceState(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JsonDoc, default=dict)
     health: Mapped[str] = mapped_column(String(16), default="unknown", index=True)
     battery: Mapped[float | None] = mapped_column(Float)
+    # The system Python the agent found for Ansible modules; NULL until one is reported.
+    python_interpreter: Mapped[str | None] = mapped_column(String(200))
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
 
 

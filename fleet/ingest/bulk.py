@@ -32,6 +32,7 @@ STATE_FIELDS = (
     "metrics",
     "health",
     "battery",
+    "python_interpreter",
 )
 UPSERT_FIELDS = ("device_id", *STATE_FIELDS, "updated_at")
 

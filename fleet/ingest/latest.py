@@ -6,7 +6,8 @@ Rules (so redelivery and out-of-order arrival never regress a row):
   message marks the device online.
 - state: a message applies when its `boot` is newer, or the boot is the same and either its
   `ts` is not older or it ends the current session (lost/offline after online). A will from
-  an older boot than the stored one is ignored.
+  an older boot than the stored one is ignored. One that applies sets config_version, and the
+  agent version and Python interpreter when it carries them.
 On PostgreSQL the common case (health from a device already online) is one UPDATE whose
 WHERE holds these rules. Everything else is read FOR UPDATE (in id order, so concurrent
 ingest processes queue rather than deadlock), merged here, and written with one upsert that
@@ -56,6 +57,7 @@ class Snapshot:
     metrics: dict[str, Any] | str = field(default_factory=dict)
     health: str = "unknown"
     battery: float | None = None
+    python_interpreter: str | None = None
 
 
 @dataclass(slots=True)
@@ -130,6 +132,8 @@ def merge(
         row.config_version = state.config_version
         if state.agent:
             row.agent_version = state.agent
+        if state.python:
+            row.python_interpreter = state.python
         if row.online:
             row.last_seen = _later(row.last_seen, _dt(change.received_at))
         merged.record_move(before_state, before_online, ts)

@@ -1,4 +1,4 @@
-"""The job inventory's interpreter runs modules on laptops; devices without Python refuse them."""
+"""The interpreter a laptop's agent reports runs its modules; devices without Python refuse them."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
+from agents.interpreter import system_python
 from fleet.automation.gateway import JobGateway
 from fleet.automation.inventory import NO_PYTHON_GROUP, PYTHON_GROUP, build_inventory
 from fleet.db import transaction
-from fleet.devices.models import Device
+from fleet.devices.models import Device, DeviceState
 from tests.automation.support import estate_with_agents, run_playbook
 
 if TYPE_CHECKING:
@@ -25,9 +26,14 @@ def test_modules_run_on_laptops_and_are_refused_on_devices_without_python(
         ctx = estate.plane.ctx
         with transaction(ctx.sessions) as session:
             session.get(Device, phone).kind = "in_cell_phone"  # type: ignore[union-attr]
+            # Both agents run on this machine and found its Python; a phone has none.
+            session.get(DeviceState, phone).python_interpreter = None  # type: ignore[union-attr]
         with transaction(ctx.sessions) as session:
             devices = list(session.scalars(select(Device).order_by(Device.id)))
             inventory = build_inventory(session, devices)
+            reported = session.get(DeviceState, laptop).python_interpreter  # type: ignore[union-attr]
+        assert reported == system_python() != ""
+        assert inventory["all"]["hosts"][laptop]["ansible_python_interpreter"] == reported
         children = inventory["all"]["children"]
         assert list(children[PYTHON_GROUP]["hosts"]) == [laptop]
         assert list(children[NO_PYTHON_GROUP]["hosts"]) == [phone]
@@ -43,7 +49,7 @@ def test_modules_run_on_laptops_and_are_refused_on_devices_without_python(
         with JobGateway(ctx.settings, job_id="python") as gw:
             run = run_playbook(gw, tmp_path / "job", plays, inventory)
 
-        # The laptop runs Python modules through the inventory's own interpreter setting.
+        # The laptop runs Python modules through the interpreter its agent reported.
         assert run.results("runner_on_ok")[laptop] == ["ping", "write", "raw"], run.stdout
         assert run.result_of(laptop, "ping")["ping"] == "pong"
         assert (estate.sandbox(laptop) / "note").read_text() == "hi\n"

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-26 21:49:14.435602
+Create Date: 2026-11-27 01:11:23.457301
 """
 
 from collections.abc import Sequence
@@ -678,6 +678,7 @@ def upgrade() -> None:
         ),
         sa.Column("health", sa.String(length=16), nullable=False),
         sa.Column("battery", sa.Float(), nullable=True),
+        sa.Column("python_interpreter", sa.String(length=200), nullable=True),
         sa.Column("updated_at", fleet.db.UtcDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["device_id"], ["device.id"], name=op.f("fk_device_state_device_id_device")

@@ -16,11 +16,15 @@ DOCUMENTATION = r"""
     description:
       - Reads enrolled devices in your caseload from the Estate control plane
         (C(/api/v1/ansible/inventory)) and groups them as C(prison_<code>), C(kind_<kind>),
-        C(wing_<path>), C(programme_<name>) and C(tag_<tag>), plus C(python) (laptops, which
-        run Python modules with C(/usr/bin/python3)) and C(no_python) (in-cell phones and
-        tablets, which take raw commands and estate_desired_config only); host variables
-        come from the device record and set C(ansible_connection=estate_mqtt) and
+        C(wing_<path>), C(programme_<name>) and C(tag_<tag>), plus C(python) (laptops and
+        any device whose agent reported a system Python 3, which run Python modules) and
+        C(no_python) (the rest, which take raw commands and estate_desired_config only); host
+        variables come from the device record and set C(ansible_connection=estate_mqtt) and
         C(estate_python).
+      - C(ansible_python_interpreter) is the interpreter the device's agent reported (the
+        first of C(/usr/bin/python3), C(/usr/local/bin/python3),
+        C(/usr/libexec/platform-python), then C(python3) on its PATH, never a virtualenv's);
+        a laptop that has not reported one gets C(/usr/bin/python3).
       - The file must be named C(*.estate.yml) or C(*.estate.yaml), with C(plugin: estate).
     author: Estate
     options:

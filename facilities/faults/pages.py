@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, Response, StreamingResponse
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.datastructures import QueryParams
 
-from facilities.faults import pages_fault, pages_report, service
+from facilities.faults import pages_fault, pages_report, queries
 from facilities.faults.models import CATEGORIES, PRIORITIES
 from facilities.faults.pages_common import (
     CATEGORY_LABELS,
@@ -26,14 +26,14 @@ from facilities.faults.pages_common import (
     sub_navigation,
     templates,
 )
+from facilities.faults.queries import SORTS, FaultFilters, cursor_key
 from facilities.faults.routes import location_paths
-from facilities.faults.service import SORTS, FaultFilters, cursor_key
 from fleet.api.deps import DbSession, Principal
 from fleet.api.deps import get_context as app_context
 from fleet.api.pagination import decode_cursor, encode_cursor
 from fleet.db import transaction, utcnow
-from fleet.devices.pages import _spreadsheet_safe as spreadsheet_safe
 from fleet.estate.service import list_locations, location_by_path
+from fleet.web.csv_safety import spreadsheet_safe
 from fleet.web.shell import PagePrincipal, page_scope, require_page_permission
 from fleet.web.templating import page_context
 
@@ -178,7 +178,7 @@ def open_faults(request: Request, session: DbSession, principal: PagePrincipal) 
     require_page_permission(principal, "faults:read")
     scope = page_scope(request, principal)
     query, filters, after = read_query(request.query_params, session=session, principal=principal)
-    page = service.list_faults(
+    page = queries.list_faults(
         session=session, scope=scope, filters=filters, sort=query.sort, limit=PAGE_SIZE, after=after
     )
     next_url = (
@@ -255,7 +255,7 @@ def _csv_rows(
     after = None
     with transaction(sessions) as session:
         while True:
-            page = service.list_faults(
+            page = queries.list_faults(
                 session=session,
                 scope=scope,
                 filters=filters,
@@ -280,7 +280,7 @@ def _csv_rows(
 @router.get("/faults/mine", response_class=HTMLResponse)
 def my_faults(request: Request, session: DbSession, principal: PagePrincipal) -> Response:
     require_page_permission(principal, "faults:read")
-    page = service.list_faults(
+    page = queries.list_faults(
         session=session,
         scope=page_scope(request, principal),
         filters=FaultFilters(statuses=OPEN, assignee=principal.username),

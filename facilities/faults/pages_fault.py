@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import FormData
 
-from facilities.faults import fleet_raised, service
+from facilities.faults import fleet_raised, lifecycle, queries
 from facilities.faults.models import Fault
 from facilities.faults.pages_common import (
     CATEGORY_LABELS,
@@ -71,7 +71,7 @@ register_url_convertor("fault_reference", FaultReference())
 def _timeline(session: DbSession, fault: Fault) -> list[dict[str, Any]]:
     """Newest first, as the MoJ timeline reads."""
     items = []
-    for event in service.timeline(session=session, fault=fault):
+    for event in queries.timeline(session=session, fault=fault):
         detail = {k: v for k, v in event.detail.items() if k not in ("resolution",)}
         if "reason" in detail:
             detail["reason"] = HOLD_REASONS.get(detail["reason"], detail["reason"])
@@ -124,10 +124,10 @@ def _page(
             place_words=", ".join(loc.name for loc in reversed(chain)),
             sla=sla_state(fault, utcnow()),
             timeline=_timeline(session, fault),
-            photos=service.attachments(session=session, fault=fault),
+            photos=queries.attachments(session=session, fault=fault),
             moves=[(m, MOVE_LABELS[m], MOVE_FIELDS[m]) for m in moves],
             hold_reasons=HOLD_REASONS,
-            people=service.assignable_people(session=session, prison_code=fault.prison_code)
+            people=lifecycle.assignable_people(session=session, prison_code=fault.prison_code)
             if "assigned" in moves
             else [],
             devices=devices,
@@ -199,7 +199,7 @@ def _move(
             request, session, principal, fault, attempt=attempt, errors=errors, status_code=422
         )
     try:
-        service.transition(
+        lifecycle.transition(
             session=session,
             actor=principal.username,
             fault=fault,

@@ -16,7 +16,7 @@ from facilities.attachments.storage import (
     UnknownKey,
     accept,
 )
-from facilities.faults import fleet_raised, recurring, service
+from facilities.faults import fleet_raised, lifecycle, queries, recurring, service
 from facilities.faults.administration import router as administration
 from facilities.faults.models import Fault, FaultAttachment
 from facilities.faults.schemas import (
@@ -81,7 +81,7 @@ def _attachment_out(fault: Fault, a: FaultAttachment) -> AttachmentOut:
 
 
 def _detail(session: DbSession, fault: Fault) -> FaultDetailOut:
-    events = service.timeline(session=session, fault=fault)
+    events = queries.timeline(session=session, fault=fault)
     devices = None
     if fault.source == "fleet":
         back = fleet_raised.devices_back(session=session, fault=fault)
@@ -103,7 +103,7 @@ def _detail(session: DbSession, fault: Fault) -> FaultDetailOut:
             for e in events
         ],
         attachments=[
-            _attachment_out(fault, a) for a in service.attachments(session=session, fault=fault)
+            _attachment_out(fault, a) for a in queries.attachments(session=session, fault=fault)
         ],
     )
 
@@ -228,10 +228,10 @@ def list_faults(
         if made_for != sort:
             raise invalid(("query", "cursor"), f"this cursor was made for sort={made_for}")
         try:
-            after = [service.cursor_key(sort, key), int(last_id)]
+            after = [queries.cursor_key(sort, key), int(last_id)]
         except (TypeError, ValueError) as exc:
             raise invalid(("query", "cursor"), BAD_CURSOR) from exc
-    filters = service.FaultFilters(
+    filters = queries.FaultFilters(
         prisons=tuple(codes),
         statuses=tuple(status_ or ()),
         priorities=tuple(priority or ()),
@@ -246,7 +246,7 @@ def list_faults(
         assignee=assignee.strip().lower() if assignee and assignee.strip() else None,
         q=q.strip() if q and q.strip() else None,
     )
-    page = service.list_faults(
+    page = queries.list_faults(
         session=session,
         scope=principal.scope,
         filters=filters,
@@ -295,7 +295,7 @@ def transition(
     """Move the fault on; an illegal move answers 409 with the moves allowed from here."""
     fault = _visible_fault(session, principal, key, for_change=True)
     try:
-        service.transition(
+        lifecycle.transition(
             session=session,
             actor=principal.username,
             fault=fault,

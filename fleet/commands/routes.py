@@ -27,7 +27,7 @@ from fleet.commands.schemas import (
 )
 from fleet.db import transaction, utcnow
 from fleet.devices.models import Device
-from fleet.devices.service import DeviceFilters, list_devices
+from fleet.devices.search import DeviceFilters, list_devices
 from fleet.estate.service import get_prison, location_by_path
 from fleet.signing import load_signing_key
 
@@ -89,10 +89,10 @@ def send_command(
         if exc.status == 422:
             raise invalid(("body", *(exc.field or "").split(".")), exc.message) from exc
         raise HTTPException(exc.status, exc.message) from exc
-    return _publish(request, session, [(command.id, device.id, envelope)])[0]
+    return publish_commands(request, session, [(command.id, device.id, envelope)])[0]
 
 
-def _publish(
+def publish_commands(
     request: Request, session: DbSession, outgoing: list[tuple[str, str, bytes]]
 ) -> list[CommandOut]:
     """Publish committed commands; each becomes delivered, or failed with the broker's reason."""
@@ -244,5 +244,5 @@ def send_bulk_command(
             target_id=",".join(asked.filter["prison"]) or "estate",
             detail={"filter": asked.filter, "devices": len(outgoing), "params": params},
         )
-    items = _publish(request, session, outgoing)
+    items = publish_commands(request, session, outgoing)
     return BulkQueuedOut(queued=len(items), items=items)

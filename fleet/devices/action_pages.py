@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 from fleet.api.deps import DbSession, Principal, get_context
 from fleet.commands import service
 from fleet.commands.models import DeviceCommand
-from fleet.commands.routes import _publish
+from fleet.commands.routes import publish_commands
 from fleet.db import transaction, utcnow
 from fleet.devices.models import Device
 from fleet.signing import load_signing_key
@@ -246,7 +246,7 @@ def _send_action(
             now=utcnow(),
         )
         envelope = service.signed_envelope(command, load_signing_key(ctx.settings))
-    _publish(request, session, [(command.id, device.id, envelope)])
+    publish_commands(request, session, [(command.id, device.id, envelope)])
     return RedirectResponse(
         f"/devices/{device.id}?sent={command.id}", status_code=status.HTTP_303_SEE_OTHER
     )

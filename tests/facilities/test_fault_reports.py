@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from facilities.faults import service
+from facilities.faults import lifecycle, service
 from facilities.reports import pages as reports_pages
 from fleet.auth.service import create_user
 from fleet.context import Context
@@ -40,7 +40,7 @@ def logged(
             now=at,
         )
         for to, after, extra in moves:
-            service.transition(
+            lifecycle.transition(
                 session=session, actor="tester", fault=fault, to=to, now=at + after, **extra
             )
         return fault.reference

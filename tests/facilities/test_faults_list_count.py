@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import insert
 
 from facilities.faults.models import Fault
-from facilities.faults.service import FaultFilters, list_faults, reference
+from facilities.faults.queries import FaultFilters, list_faults
+from facilities.faults.service import reference
 from fleet.api.pagination import COUNT_CAP
 from fleet.context import Context
 from fleet.db import transaction

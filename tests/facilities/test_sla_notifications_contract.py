@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from facilities.faults import notify, service, sla
+from facilities.faults import lifecycle, notify, service, sla
 from facilities.faults.models import Fault
 from facilities.faults.tasks import CHECK_INTERVAL, CHECK_SLA, register
 from fleet.context import Context
@@ -53,7 +53,7 @@ def test_at_risk_then_breached_each_marked_once(fault_context: Context) -> None:
 def test_respond_in_time_then_the_clear_target_counts(fault_context: Context) -> None:
     with transaction(fault_context.sessions) as session:
         fault = _fault(session, T0)
-        service.transition(
+        lifecycle.transition(
             session=session, actor="t", fault=fault, to="triaged", now=T0 + timedelta(minutes=20)
         )
         assert sla.check(session=session, now=T0 + timedelta(hours=2)) == []
@@ -65,10 +65,10 @@ def test_a_paused_fault_neither_risks_nor_breaches(fault_context: Context) -> No
     with transaction(fault_context.sessions) as session:
         fault = _fault(session, T0)
         for to, minutes in (("triaged", 5), ("assigned", 6)):
-            service.transition(
+            lifecycle.transition(
                 session=session, actor="t", fault=fault, to=to, now=T0 + timedelta(minutes=minutes)
             )
-        service.transition(
+        lifecycle.transition(
             session=session,
             actor="t",
             fault=fault,
@@ -77,7 +77,7 @@ def test_a_paused_fault_neither_risks_nor_breaches(fault_context: Context) -> No
             now=T0 + timedelta(minutes=10),
         )
         assert sla.check(session=session, now=T0 + timedelta(hours=8)) == []
-        service.transition(
+        lifecycle.transition(
             session=session, actor="t", fault=fault, to="in_progress", now=T0 + timedelta(hours=8)
         )
         # 10 minutes used before the hold, so 3 h 50 min of the 4 hours remain.

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from facilities.faults import service
+from facilities.faults import lifecycle, queries, service
 from fleet.audit.models import AuditEvent
 from fleet.context import Context
 from fleet.db import transaction
@@ -125,10 +125,10 @@ def test_a_pausing_hold_extends_due_times_and_a_contractor_hold_does_not(
         )
         due_respond, due_clear = fault.due_respond_at, fault.due_clear_at
         for to, minutes in (("triaged", 10), ("assigned", 20), ("in_progress", 30)):
-            service.transition(
+            lifecycle.transition(
                 session=session, actor="t", fault=fault, to=to, now=T0 + timedelta(minutes=minutes)
             )
-        service.transition(
+        lifecycle.transition(
             session=session,
             actor="t",
             fault=fault,
@@ -137,13 +137,13 @@ def test_a_pausing_hold_extends_due_times_and_a_contractor_hold_does_not(
             now=T0 + timedelta(hours=1),
         )
         assert fault.paused_since == T0 + timedelta(hours=1)
-        service.transition(
+        lifecycle.transition(
             session=session, actor="t", fault=fault, to="in_progress", now=T0 + timedelta(hours=4)
         )
         assert fault.paused_since is None
         assert fault.due_clear_at == due_clear + timedelta(hours=3)
         assert fault.due_respond_at == due_respond + timedelta(hours=3)
-        service.transition(
+        lifecycle.transition(
             session=session,
             actor="t",
             fault=fault,
@@ -152,9 +152,9 @@ def test_a_pausing_hold_extends_due_times_and_a_contractor_hold_does_not(
             now=T0 + timedelta(hours=5),
         )
         assert fault.paused_since is None
-        service.transition(
+        lifecycle.transition(
             session=session, actor="t", fault=fault, to="in_progress", now=T0 + timedelta(hours=9)
         )
         assert fault.due_clear_at == due_clear + timedelta(hours=3)
-        events = service.timeline(session=session, fault=fault)
+        events = queries.timeline(session=session, fault=fault)
         assert events[5].detail["paused_seconds"] == 3 * 3600

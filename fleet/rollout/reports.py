@@ -26,6 +26,7 @@ from fleet.rollout.schemas import (
     ChangeList,
     PlanChange,
 )
+from fleet.web.csv_safety import spreadsheet_safe
 
 router = APIRouter(tags=["rollout"])
 
@@ -112,8 +113,10 @@ def export_csv(
     writer.writerow(CSV_COLUMNS)
     for view in views_for(session, principal, programme, judged_on(as_of)):
         nxt = view.next_milestone
+        # Milestone names, blocker titles and reasons are typed by people: keep them text.
         writer.writerow(
-            [
+            spreadsheet_safe(cell)
+            for cell in [
                 view.plan.prison_code,
                 view.prison_name,
                 view.plan.wave,

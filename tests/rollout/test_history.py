@@ -150,3 +150,18 @@ def test_plan_shows_daily_online_share_and_the_csv_matches(api: Api) -> None:
     assert rows[0]["next_milestone"] == "Devices enrolled"
     # MDI's only milestone was completed by measurement, so nothing is next.
     assert rows[1]["next_milestone"] == ""
+
+
+def test_names_people_typed_reach_the_csv_as_text_never_as_formulas(api: Api) -> None:
+    formula = '=HYPERLINK("http://example.invalid","open")'
+    make_plan(
+        api.ctx,
+        planned=TODAY + timedelta(days=10),
+        milestone_template=[{"key": "go_live", "name": formula, "offset_days": 0}],
+    )
+    pid = api.get("/api/v1/programmes").json()["items"][0]["id"]
+    response = api.get(f"/api/v1/programmes/{pid}/prisons.csv", params={"as_of": TODAY.isoformat()})
+    assert response.status_code == 200
+    (row,) = csv.DictReader(io.StringIO(response.text))
+    assert row["next_milestone"] == "'" + formula
+    assert row["prison_code"] == "MDI"

@@ -52,9 +52,10 @@ DOCUMENTATION = """
           - name: ansible_estate_command_timeout
       python:
         description:
-          - Whether the device can run Ansible's Python modules. In-cell phones and most
-            tablets cannot (the inventory sets C(estate_python=false) and puts them in the
-            C(no_python) group); for them module runs are refused before anything is sent, and
+          - Whether the device can run Ansible's Python modules. The inventory sets
+            C(estate_python=true) for laptops and for any device whose agent reports a system
+            Python 3; in-cell phones and most tablets report none (C(estate_python=false), the
+            C(no_python) group), so module runs are refused before anything is sent, and
             only raw commands, file transfers and estate_desired_config reach the device.
         type: boolean
         default: true

@@ -14,7 +14,7 @@ from starlette.datastructures import QueryParams
 from fleet.api.deps import Principal
 from fleet.api.pagination import decode_cursor
 from fleet.devices.models import DEVICE_KINDS, HEALTH_LEVELS, LIFECYCLES
-from fleet.devices.service import SORTS, DeviceFilters, cursor_key
+from fleet.devices.search import SORTS, DeviceFilters, cursor_key
 from fleet.estate.service import location_by_path
 
 KIND_LABELS = {

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from fleet.api.deps import AppSettings, DbSession, Principal, current_principal_optional
 from fleet.api.deps import get_context as app_context
-from fleet.api.pagination import encode_cursor
+from fleet.api.pagination import COUNT_CAP, encode_cursor
 from fleet.db import transaction, utcnow
 from fleet.devices import action_pages, charts, search_pages
 from fleet.devices.listing import (
@@ -35,15 +35,11 @@ from fleet.devices.listing import (
 )
 from fleet.devices.models import DEVICE_KINDS, HEALTH_LEVELS, LIFECYCLES, Device, DeviceState
 from fleet.devices.schemas import default_step
-from fleet.devices.service import (
-    DeviceDetail,
-    DeviceFilters,
-    cursor_key,
-    device_detail,
-    list_devices,
-)
+from fleet.devices.search import DeviceFilters, cursor_key, devices_after, list_devices
+from fleet.devices.service import DeviceDetail, device_detail
 from fleet.estate.service import list_prisons
 from fleet.ingest.history import HistoryUnavailable, query_health
+from fleet.web.csv_safety import spreadsheet_safe
 from fleet.web.shell import PagePrincipal, page_scope, require_page_permission
 from fleet.web.templating import make_templates, page_context
 
@@ -53,6 +49,7 @@ router.include_router(action_pages.router)
 router.include_router(search_pages.router)
 templates = make_templates()
 
+LIST_COUNT_CAP = COUNT_CAP
 CSV_CAP = 200_000
 CSV_BATCH = 2_000
 LIVE_INTERVAL_S = 10
@@ -122,6 +119,7 @@ def device_list(request: Request, session: DbSession, principal: PagePrincipal) 
         sort=query.sort,
         limit=query.limit,
         after=wanted.after,
+        count_cap=LIST_COUNT_CAP,
     )
     now = utcnow()
     rows = [
@@ -162,6 +160,7 @@ def device_list(request: Request, session: DbSession, principal: PagePrincipal) 
             prisons=prisons,
             rows=rows,
             count=page.count,
+            count_capped=page.capped,
             first=first,
             last=first + len(rows) - 1,
             next_url=next_url,
@@ -245,15 +244,6 @@ def device_csv(request: Request, session: DbSession, principal: PagePrincipal) -
     )
 
 
-def _spreadsheet_safe(value: Any) -> Any:
-    # A text cell starting with = + - @ would run as a formula when opened in a spreadsheet.
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
-        return "'" + value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return value
-
-
 def _csv_rows(
     sessions: sessionmaker[Session],
     scope: tuple[str, ...] | None,
@@ -268,7 +258,7 @@ def _csv_rows(
     after = None
     with transaction(sessions) as session:
         while True:
-            page = list_devices(
+            rows, last = devices_after(
                 session=session,
                 scope=scope,
                 filters=filters,
@@ -276,22 +266,22 @@ def _csv_rows(
                 limit=min(CSV_BATCH, CSV_CAP - written),
                 after=after,
             )
-            for row in page.rows:
-                writer.writerow([_spreadsheet_safe(getattr(row, f)) for f in CSV_FIELDS])
-            written += len(page.rows)
+            for row in rows:
+                writer.writerow([spreadsheet_safe(getattr(row, f)) for f in CSV_FIELDS])
+            written += len(rows)
             yield buffer.getvalue()
             buffer.seek(0)
             buffer.truncate()
-            if page.last is None:
+            if last is None:
                 return
             if written >= CSV_CAP:
-                log.info("device CSV stopped at %d of %d rows", written, page.count)
+                log.info("device CSV stopped at %d rows with more to come", written)
                 writer.writerow(
-                    [f"# stopped at {CSV_CAP} of {page.count} devices: narrow the filters"]
+                    [f"# stopped at {CSV_CAP:,} devices; more match: narrow the filters"]
                 )
                 yield buffer.getvalue()
                 return
-            after = [cursor_key(sort, page.last[0]), page.last[1]]
+            after = [cursor_key(sort, last[0]), last[1]]
 
 
 def _visible_detail(session: DbSession, principal: Principal, device_id: str) -> DeviceDetail:

@@ -20,7 +20,7 @@ from fleet.api.errors import invalid
 from fleet.api.pagination import BAD_CURSOR, COUNT_CAP, decode_cursor, encode_cursor
 from fleet.broker.dynsec import DynsecError
 from fleet.db import utcnow
-from fleet.devices import service
+from fleet.devices import search, service
 from fleet.devices.models import Device
 from fleet.devices.schemas import (
     MAX_POINTS,
@@ -103,10 +103,10 @@ def list_devices(
                 f"this cursor was made for sort={made_for}; start again without it",
             )
         try:
-            after = [service.cursor_key(sort, key), str(last_id)]
+            after = [search.cursor_key(sort, key), str(last_id)]
         except (TypeError, ValueError) as exc:
             raise invalid(("query", "cursor"), BAD_CURSOR) from exc
-    filters = service.DeviceFilters(
+    filters = search.DeviceFilters(
         prisons=tuple(codes),
         kind=kind,
         lifecycle=lifecycle,
@@ -119,7 +119,7 @@ def list_devices(
         ),
         q=q.strip() if q and q.strip() else None,
     )
-    page = service.list_devices(
+    page = search.list_devices(
         session=session,
         scope=principal.scope,
         filters=filters,

@@ -19,6 +19,8 @@ MAX_QUERY = 100
 
 def exact_device(*, session: Session, principal: Principal, text: str) -> Device | None:
     """The one device in the caseload whose id or serial is `text` (in any letter case)."""
+    if "\x00" in text:
+        return None  # no id or serial holds a NUL character, and the database cannot take one
     spellings = {text, text.upper(), text.lower()}
     for spelling in spellings:
         device = session.get(Device, spelling)

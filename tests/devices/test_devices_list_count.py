@@ -8,7 +8,7 @@ from fleet.api.pagination import COUNT_CAP
 from fleet.context import Context
 from fleet.db import transaction
 from fleet.devices.models import Device
-from fleet.devices.service import DeviceFilters, list_devices
+from fleet.devices.search import DeviceFilters, list_devices
 from tests.estate.factories import add_device, api_for, seed_locations
 
 

@@ -250,7 +250,56 @@ def test_csv_download_stops_at_its_cap_and_says_so(
     lines = page.request.get(f"{estate.base}/devices.csv").text().strip().splitlines()
     assert len(lines) == 1 + 5 + 1
     assert [line.split(",")[0] for line in lines[1:6]] == estate.mdi[:5]
-    assert "stopped at 5 of 23 devices" in lines[-1]
+    assert "stopped at 5 devices; more match" in lines[-1]
+
+
+def test_a_list_past_its_count_cap_says_more_than_and_still_pages(
+    estate: Estate, signed_in: SignIn, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(device_pages, "LIST_COUNT_CAP", 20)
+    page = signed_in("/devices?limit=10", javascript=False)
+    expect(page.locator("#result-count")).to_have_text("More than 20 devices")
+    expect(page.locator(".moj-pagination__results")).to_have_text(
+        "Showing 1 to 10 of more than 20 devices (page 1)"
+    )
+    pages = [_listed_ids(page)]
+    while page.get_by_role("link", name="Next").count():
+        page.get_by_role("link", name="Next").click()
+        pages.append(_listed_ids(page))
+    assert [i for p in pages for i in p] == estate.mdi
+    expect(page.locator(".moj-pagination__results")).to_have_text(
+        "Showing 21 to 23 of more than 20 devices (page 3)"
+    )
+    expect(page.locator(".govuk-inset-text")).to_have_count(0)
+
+    # The download is not bounded by the count: it streams every match.
+    link = page.get_by_role("link", name="Download all these devices as CSV")
+    csv_text = page.request.get(f"{estate.base}{link.get_attribute('href')}").text()
+    assert [r["id"] for r in csv.DictReader(io.StringIO(csv_text))] == estate.mdi
+
+    page.goto(f"{estate.base}/devices?kind=tablet")
+    expect(page.locator("#result-count")).to_have_text(f"{len(estate.by_kind['tablet'])} devices")
+
+
+@pytest.mark.parametrize(
+    "text", ["MDI\x00", "\x00", "%", "___", "\\", "\\%", "'; --", "M" * 5000, "😀"]
+)
+def test_odd_search_text_lists_nothing_and_never_fails(
+    estate: Estate, signed_in: SignIn, text: str
+) -> None:
+    page = signed_in(javascript=False)
+    for path in ("/devices", "/devices.csv", "/search"):
+        response = page.request.get(f"{estate.base}{path}", params={"q": text})
+        assert response.status < 500, (path, response.status)
+    listed = page.request.get(f"{estate.base}/devices", params={"q": text})
+    assert listed.status == 200
+    assert "No devices match these filters." in listed.text()
+    rows = list(
+        csv.reader(
+            io.StringIO(page.request.get(f"{estate.base}/devices.csv", params={"q": text}).text())
+        )
+    )
+    assert rows == [list(device_pages.CSV_FIELDS)]
 
 
 def test_a_device_outside_the_caseload_is_not_found(estate: Estate, signed_in: SignIn) -> None:

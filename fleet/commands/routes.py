@@ -193,11 +193,12 @@ def send_bulk_command(
         scope=principal.scope,
         filters=_bulk_filters(session, principal, body.filter),
         limit=bulk.MAX_BULK_DEVICES,
+        count_cap=bulk.MAX_BULK_DEVICES,  # past the limit, how far past does not matter
     )
-    if page.count > bulk.MAX_BULK_DEVICES:
+    if page.capped:
         raise invalid(
             ("body", "filter"),
-            f"the filter matches {page.count} devices; narrow it to "
+            f"the filter matches more than {bulk.MAX_BULK_DEVICES} devices; narrow it to "
             f"{bulk.MAX_BULK_DEVICES} or fewer",
         )
     ctx = get_context(request)

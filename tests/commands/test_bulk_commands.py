@@ -121,3 +121,24 @@ def test_bulk_roles_and_bad_filters(api: Api) -> None:
         resp = api.post("/api/v1/commands", json=body)
         assert resp.status_code == 422, (body, resp.text)
         assert [e["field"] for e in resp.json()["errors"]] == [field], resp.text
+
+
+def test_a_filter_matching_more_than_the_bulk_limit_is_refused_with_nothing_queued(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    laptops = _estate(api.ctx)["laptops"]
+    monkeypatch.setattr(bulk, "MAX_BULK_DEVICES", 2)
+    refused = api.post("/api/v1/commands", json={"action": "ping", "filter": MDI_LAPTOPS})
+    assert refused.status_code == 422, refused.text
+    error = refused.json()["errors"][0]
+    assert error["field"] == "filter"
+    assert "matches more than 2 devices; narrow it to 2 or fewer" in error["message"]
+    monkeypatch.setattr(bulk, "MAX_BULK_DEVICES", 3)
+    assert (
+        api.post("/api/v1/commands", json={"action": "ping", "filter": MDI_LAPTOPS}).json()[
+            "matched"
+        ]
+        == 3
+    )
+    for device_id in laptops:
+        assert api.get(f"/api/v1/devices/{device_id}/commands").json()["items"] == []

@@ -13,6 +13,7 @@ from fleet.api.deps import DbSession, Principal
 from fleet.db import utcnow
 from fleet.estate.pages import places_in_prison
 from fleet.rollout import history, service
+from fleet.rollout.burnup_cache import RECENT_BURNUPS
 from fleet.rollout.common import OVERVIEW_COUNTS_MAX_AGE_S, READ, WRITE
 from fleet.rollout.models import PrisonPlan, Programme
 from fleet.rollout.overview import PlanView, plan_views
@@ -133,7 +134,7 @@ def overview_page(
     sort = sort if sort in SORTS else "wave"
     order = "desc" if order == "desc" else "asc"
     shown.sort(key=SORTS[sort], reverse=order == "desc")
-    recent = history.burnup(
+    recent = RECENT_BURNUPS.get(
         session=session, programme=programme, plans=plans, until=today, days=PAGE_BURNUP_DAYS
     )
     return templates.TemplateResponse(

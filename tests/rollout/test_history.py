@@ -165,3 +165,45 @@ def test_names_people_typed_reach_the_csv_as_text_never_as_formulas(api: Api) ->
     (row,) = csv.DictReader(io.StringIO(response.text))
     assert row["next_milestone"] == "'" + formula
     assert row["prison_code"] == "MDI"
+
+
+def test_the_overview_burnup_is_reused_until_a_snapshot_or_plan_behind_it_changes(
+    pg_context: Context,
+) -> None:
+    from fleet.rollout.burnup_cache import RecentBurnups
+    from fleet.rollout.history import burnup
+    from fleet.rollout.models import PrisonPlan, Programme
+
+    plan_id = make_plan(pg_context, planned=TODAY + timedelta(days=5), expected=4)
+    add_devices(pg_context, "MDI", 2)
+    snapshot(pg_context, TODAY - timedelta(days=1))
+    cache = RecentBurnups()
+
+    def recent() -> tuple[list[object], list[object]]:
+        with transaction(pg_context.sessions) as session:
+            programme = session.scalars(select(Programme)).one()
+            plans = list(session.scalars(select(PrisonPlan)))
+            args = {"session": session, "programme": programme, "plans": plans, "until": TODAY}
+            return cache.get(**args, days=30), burnup(**args, days=30)  # type: ignore[arg-type]
+
+    first, fresh = recent()
+    assert first == fresh
+    assert recent()[0] == first
+    add_devices(pg_context, "MDI", 1)
+    snapshot(pg_context, TODAY)  # a new day's row
+    second, fresh = recent()
+    assert second == fresh
+    assert second[-1].devices_enrolled == 3
+    add_devices(pg_context, "MDI", 1)
+    snapshot(pg_context, TODAY)  # the same day taken again: replaced, not added
+    third, fresh = recent()
+    assert third == fresh
+    assert third[-1].devices_enrolled == 4
+    with transaction(pg_context.sessions) as session:
+        plan = session.get(PrisonPlan, plan_id)
+        assert plan is not None
+        plan.planned_go_live = TODAY - timedelta(days=3)
+    moved, fresh = recent()
+    assert moved == fresh
+    assert moved[-1].prisons_planned_live == 1
+    assert third[-1].prisons_planned_live == 0

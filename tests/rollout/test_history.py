@@ -10,7 +10,9 @@ from sqlalchemy import func, select
 
 from fleet.context import Context
 from fleet.db import transaction
-from fleet.rollout.models import PlanSnapshot
+from fleet.rollout.burnup_cache import RecentBurnups
+from fleet.rollout.history import burnup
+from fleet.rollout.models import PlanSnapshot, PrisonPlan, Programme
 from fleet.rollout.tasks import SNAPSHOT_DAILY, beat_schedule, snapshot_daily
 from fleet.tasks.app import make_celery
 from tests.estate.factories import Api
@@ -170,10 +172,6 @@ def test_names_people_typed_reach_the_csv_as_text_never_as_formulas(api: Api) ->
 def test_the_overview_burnup_is_reused_until_a_snapshot_or_plan_behind_it_changes(
     pg_context: Context,
 ) -> None:
-    from fleet.rollout.burnup_cache import RecentBurnups
-    from fleet.rollout.history import burnup
-    from fleet.rollout.models import PrisonPlan, Programme
-
     plan_id = make_plan(pg_context, planned=TODAY + timedelta(days=5), expected=4)
     add_devices(pg_context, "MDI", 2)
     snapshot(pg_context, TODAY - timedelta(days=1))
